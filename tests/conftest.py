@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests run real components: a real sandbox, real files, (later) a real Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Ray 2.60 writes ~/.ray/auth_token on ray.init(); without this, later `ray start`/job submit
+# switch to token auth and fail. Tests never want auth.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("RSTAR_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One warm sandbox for every test that only needs programs run."""
+    from sandbox import Sandbox
+
+    with Sandbox(timeout_s=5.0, workers=2) as sb:
+        yield sb
