@@ -1,0 +1,294 @@
+"""Typed configuration: dataclasses with every field documented, loaded from YAML or dicts.
+
+Each field's docstring (the string literal under it) is its documentation; ``rstar config`` prints
+them all. Unknown keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tree.mcts import MCTSConfig
+from tree.steps import StepFormat
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key (dotted path) and the file."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The code executor that runs every step's program (``sandbox.Sandbox``)."""
+
+    timeout_s: float = 5.0
+    """Wall-clock limit per program; the CPU-time limit is derived from it."""
+    memory_mb: int = 512
+    """Address space a program may allocate beyond the warm worker."""
+    workers: int = 2
+    """Worker processes (parallel executions) per sandbox."""
+    max_jobs_per_worker: int = 1000
+    """A worker process is replaced after this many jobs (and after any timeout or limit hit)."""
+    output_limit: int = 8192
+    """Bytes of stdout kept per program (head and tail halves)."""
+    isolation: Literal["auto", "full", "basic"] = "auto"
+    """"full": network and mount namespaces + user nobody (needs root); "basic": rlimits, fork
+    and audit hooks only; "auto": full when possible."""
+    preload: tuple[str, ...] = ("math", "fractions", "itertools", "collections", "functools", "re")
+    """Modules imported once in each warm worker so jobs don't pay for them (add sympy for math)."""
+
+
+@dataclass(frozen=True)
+class ArithConfig:
+    """The embedded arith domain and its scripted teacher (round 1's stand-in bootstrap model)."""
+
+    difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Operation counts of generated problems, used in turn."""
+    teacher_error_rate: float = 0.15
+    """Chance that a teacher step slips (wrong operand/operator, skipped step, syntax slip)."""
+
+
+@dataclass(frozen=True)
+class SearchRunConfig:
+    """``rstar search``: single-process MCTS over generated problems with the scripted teacher."""
+
+    domain: Literal["arith"] = "arith"
+    """Problem domain (only the generated ``arith`` domain has a scripted teacher)."""
+    problems: int = 100
+    """How many problems to search."""
+    seed: int = 0
+    """Seed of the problem generator, the teacher and the search."""
+    concurrency: int = 64
+    """Trees stepped together; their requests are batched into one call per kind."""
+    mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    """Search settings (SPEC §3)."""
+    format: StepFormat = field(default_factory=StepFormat)
+    """Step delimiters and prompt template (SPEC §2)."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """The code executor."""
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    """The arith domain."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A generation (policy) or scoring (PPM) engine and where its Ray server runs."""
+
+    kind: Literal["scripted", "hf", "vllm", "openai", "none"] = "scripted"
+    """"scripted": the arith teacher (policy only); "hf": transformers (CPU or GPU); "vllm":
+    vLLM on GPUs; "openai": any OpenAI-compatible server; "none": no engine (PPM unused)."""
+    model: str = ""
+    """Checkpoint directory (hf, vllm) or model name (openai)."""
+    base_url: str = ""
+    """OpenAI-compatible endpoint, e.g. http://host:8000/v1 (openai only)."""
+    temperature: float = 1.0
+    """Sampling temperature (paper: 0.7 for the bootstrap model, 1.0 later)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_tokens: int = 256
+    """Most tokens generated for one step (paper: 2048)."""
+    max_model_len: int = 4096
+    """Context length: prompt plus step (paper: 4096)."""
+    replicas: int = 1
+    """Servers of this engine; search workers are spread over them."""
+    num_gpus: float = 0.0
+    """GPUs per server (a server is pinned to them); 0 runs on CPU."""
+    num_cpus: float = 1.0
+    """CPUs reserved per server."""
+    tensor_parallel_size: int = 1
+    """vLLM tensor parallelism; above 1 the server gets a placement group of that many GPUs."""
+    gpu_memory_utilization: float = 0.9
+    """vLLM's share of GPU memory."""
+    dtype: str = "auto"
+    """Weights dtype: auto, float32, bfloat16, float16."""
+    max_batch: int = 256
+    """Most requests (policy) or texts (PPM) in one engine call."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Search workers, the sandbox actor pool and the shard writer."""
+
+    workers: int = 2
+    """SearchWorker actors."""
+    trees_per_worker: int = 64
+    """Trees each worker drives at once; their requests are batched into shared Ray calls."""
+    worker_cpus: float = 0.25
+    """CPUs reserved per SearchWorker (they mostly wait on the servers)."""
+    sandbox_actors: int = 1
+    """Code-execution actors; each owns a ``sandbox.Sandbox`` with ``sandbox.workers`` processes."""
+    sandbox_cpus: float = 0.5
+    """CPUs reserved per sandbox actor."""
+    lease_s: float = 120.0
+    """A problem taken by a worker that stops renewing its lease for this long is handed out
+    again (workers renew every lease_s / 4 while alive)."""
+    flush_trees: int = 64
+    """The shard writer flushes a shard after this many trees..."""
+    flush_s: float = 2.0
+    """...or this many seconds after the first unflushed tree, whichever comes first."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """``rstar generate``: distributed MCTS data generation on Ray (one round's shards)."""
+
+    domain: Literal["arith", "math"] = "arith"
+    """Problem domain: generated ``arith`` problems, or ``math`` problems from ``data``."""
+    data: str = ""
+    """math domain: a benchmark name (see rstar.data) or a JSONL path with question/answer."""
+    problems: int = 200
+    """How many problems (the first N of ``data``, or N generated)."""
+    seed: int = 0
+    """Seed of the problem generator and the search."""
+    round: int = 1
+    """Self-evolution round; stored in every row."""
+    mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    """Search settings (SPEC §3)."""
+    format: StepFormat = field(default_factory=StepFormat)
+    """Step delimiters and prompt template (SPEC §2)."""
+    policy: EngineConfig = field(default_factory=EngineConfig)
+    """The policy engine (the scripted teacher by default; its error rate is
+    ``arith.teacher_error_rate``)."""
+    ppm: EngineConfig = field(default_factory=lambda: EngineConfig(kind="none"))
+    """The PPM engine; needed when ``mcts.value_mode`` is "ppm"."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Each sandbox actor's executor."""
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    """Search workers, sandbox pool and writer."""
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    """The arith domain's generator."""
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {_join(where, unknown[0])!r} (known under {where or 'top level'}: "
+            f"{', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: dict | None = None) -> Any:
+    """``cls`` from a YAML file (if given) with ``overrides`` (dotted keys) applied on top."""
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    try:
+        return from_dict(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted name, type, default, doc) for every field, recursively — the reference docs."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    try:
+        body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
+    except (OSError, TypeError):
+        body = []
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            if isinstance(nxt.value, ast.Constant) and isinstance(node.target, ast.Name):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        name = _join(prefix, f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.append((name, tp.__name__, None, docs.get(f.name, "")))
+            out.extend(field_docs(tp, name))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append((name, _type_name(tp), default, docs.get(f.name, "")))
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

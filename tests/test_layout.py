@@ -1,0 +1,68 @@
+"""The design card's layout: packages exist, the pure core stays pure, README and CI agree."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from conftest import REPO
+
+PACKAGES = ["tree", "sandbox", "actors", "trainers", "rstar"]
+
+
+def test_top_level_layout():
+    for name in PACKAGES:
+        assert (REPO / name / "__init__.py").is_file(), name
+    for name in ["cluster.yaml", "pyproject.toml", "README.md", ".ci/run"]:
+        assert (REPO / name).is_file(), name
+
+
+def test_tree_and_sandbox_import_neither_ray_nor_torch():
+    for pkg in ["tree", "sandbox"]:
+        for path in (REPO / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for n in names:
+                    assert n.split(".")[0] not in {"ray", "torch"}, f"{path}: imports {n}"
+    code = ("import sys, importlib, pkgutil, tree, sandbox\n"
+            "for pkg in (tree, sandbox):\n"
+            "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+            "        importlib.import_module(pkg.__name__ + '.' + m.name)\n"
+            "bad = [m for m in ('ray', 'torch') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_readme_quickstart_matches_ci():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    start = readme.index("## Quickstart")
+    block = readme[start:].split("```")[1]
+    commands = [ln for ln in block.splitlines()[1:] if ln.strip() and not ln.startswith("#")]
+    assert len(commands) == 2, commands
+    assert commands[1].strip() in ci, "the README's test command must be what CI runs"
+
+
+def test_cli_help_on_every_subcommand():
+    from rstar.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sub.choices
+    for name in sub.choices:
+        out = subprocess.run([sys.executable, "-m", "rstar.cli", name, "--help"],
+                             capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0 and "usage:" in out.stdout, name
+
+
+def test_console_script_installed():
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "rstar"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "search" in out.stdout
