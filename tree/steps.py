@@ -53,6 +53,11 @@ class StepFormat:
         """The text a model continues (policy) or scores (PPM): prompt, then one step a line."""
         return self.prompt(question) + "\n" + "".join(s + "\n" for s in steps)
 
+    def scored_text(self, question: str, steps: "list[str] | tuple[str, ...]") -> str:
+        """What the PPM reads: ``render`` without the trailing newline, so the last token is the
+        judged step's own last token (its delimiter), where the score is read."""
+        return self.render(question, steps).rstrip("\n")
+
     def ends_code(self, step: str) -> bool:
         return self.code_end in step
 

@@ -1,0 +1,68 @@
+"""Text-generation and scoring engines behind two small interfaces, one file per implementation.
+
+``TextEngine`` turns prompts into sampled continuations that stop at a step delimiter (kept in the
+text); ``ScoreEngine`` turns texts into PPM scores in [-1, 1]. ``LMPolicy`` and ``PPMScorer`` adapt
+them to the search's ``Policy`` and ``Scorer`` protocols by rendering requests with the step
+format. Engines are plain classes (no Ray): the Ray servers in ``actors/`` own one each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from tree.protocols import ScoreRequest, StepRequest
+from tree.steps import StepFormat
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """``n`` samples continuing ``prompt``; ``seed`` makes them reproducible where the engine can."""
+
+    prompt: str
+    n: int = 1
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    """The continuation, ending with the stop string it stopped on (if it stopped on one)."""
+    tokens: int
+    """Generated tokens (for throughput metrics)."""
+
+
+class TextEngine(Protocol):
+    def generate(self, requests: Sequence[GenRequest], stops: Sequence[str]) -> list[list[Completion]]:
+        """For each request, ``n`` completions, each cut after the first stop string it produced."""
+        ...
+
+
+class ScoreEngine(Protocol):
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """For each text, tanh of the scalar head's output at its last token, in [-1, 1]."""
+        ...
+
+
+class LMPolicy:
+    """``Policy`` over a ``TextEngine``: renders (question, steps) with the step format."""
+
+    def __init__(self, engine: TextEngine, fmt: StepFormat = StepFormat()) -> None:
+        self.engine, self.fmt = engine, fmt
+        self.tokens_generated = 0  # read by the server for tokens/s metrics
+
+    def propose(self, requests: Sequence[StepRequest]) -> list[list[str]]:
+        gen = [GenRequest(self.fmt.render(r.question, r.steps), r.n, r.seed) for r in requests]
+        outs = self.engine.generate(gen, self.fmt.stops)
+        self.tokens_generated += sum(c.tokens for cands in outs for c in cands)
+        return [[c.text for c in cands] for cands in outs]
+
+
+class PPMScorer:
+    """``Scorer`` over a ``ScoreEngine``: the text scored ends with the step being judged."""
+
+    def __init__(self, engine: ScoreEngine, fmt: StepFormat = StepFormat()) -> None:
+        self.engine, self.fmt = engine, fmt
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        return self.engine.score([self.fmt.scored_text(r.question, r.steps) for r in requests])

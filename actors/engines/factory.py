@@ -1,0 +1,55 @@
+"""Build a ``Policy`` or ``Scorer`` from an ``EngineConfig`` (imports each engine only when used)."""
+
+from __future__ import annotations
+
+from tree.protocols import Policy, Scorer
+from tree.steps import StepFormat
+
+from .base import LMPolicy, PPMScorer
+
+
+def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15) -> Policy:
+    """The policy an ``EngineConfig`` describes."""
+    if cfg.kind == "scripted":
+        from rstar.domains.teacher import ScriptedTeacher
+
+        return ScriptedTeacher(error_rate=teacher_error_rate, fmt=fmt)
+    if cfg.kind == "hf":
+        from .hf import HFTextEngine
+
+        engine = HFTextEngine(cfg.model, device="cuda" if cfg.num_gpus > 0 else "cpu",
+                              dtype=cfg.dtype, max_new_tokens=cfg.max_tokens,
+                              temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_context=cfg.max_model_len)
+    elif cfg.kind == "vllm":
+        from .vllm import VLLMTextEngine
+
+        engine = VLLMTextEngine(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
+                                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                max_model_len=cfg.max_model_len, temperature=cfg.temperature,
+                                top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+    elif cfg.kind == "openai":
+        from .openai import OpenAITextEngine
+
+        engine = OpenAITextEngine(cfg.base_url, cfg.model, max_tokens=cfg.max_tokens,
+                                  temperature=cfg.temperature, top_p=cfg.top_p)
+    else:
+        raise ValueError(f"policy engine kind {cfg.kind!r} cannot generate")
+    return LMPolicy(engine, fmt)
+
+
+def make_scorer(cfg, fmt: StepFormat) -> Scorer:
+    """The PPM scorer an ``EngineConfig`` describes."""
+    if cfg.kind == "hf":
+        from .hf import HFScoreEngine
+
+        engine = HFScoreEngine(cfg.model, device="cuda" if cfg.num_gpus > 0 else "cpu")
+    elif cfg.kind == "vllm":
+        from .vllm import VLLMScoreEngine
+
+        engine = VLLMScoreEngine(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
+                                 gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                 max_model_len=cfg.max_model_len)
+    else:
+        raise ValueError(f"PPM engine kind {cfg.kind!r} cannot score (use hf or vllm)")
+    return PPMScorer(engine, fmt)

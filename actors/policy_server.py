@@ -1,0 +1,52 @@
+"""``PolicyServer``: one generation engine behind a Ray actor, dynamically batched.
+
+On a cluster the actor is pinned to its GPUs (``num_gpus``, or a placement group for tensor
+parallelism, set by whoever creates it); here it runs on CPU. Concurrent ``propose`` calls from
+many search workers are merged into one engine call (``actors.batcher``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+
+from actors import metrics
+from actors.batcher import Batcher, in_thread
+from tree.protocols import StepRequest
+
+
+@ray.remote
+class PolicyServer:
+    def __init__(self, engine_cfg, fmt, teacher_error_rate: float = 0.15, name: str = "policy"):
+        from actors.engines.factory import make_policy
+
+        self.name = name
+        self.policy = make_policy(engine_cfg, fmt, teacher_error_rate)
+        self.batcher = Batcher(in_thread(self._propose_batch), max_items=engine_cfg.max_batch)
+        self.busy_s = 0.0
+        self.started = time.perf_counter()
+
+    def _propose_batch(self, requests: list[StepRequest]) -> list[list[str]]:
+        t0 = time.perf_counter()
+        before = getattr(self.policy, "tokens_generated", 0)
+        out = self.policy.propose(requests)
+        self.busy_s += time.perf_counter() - t0
+        tags = {"server": self.name}
+        metrics.get("engine_batch_size").observe(len(requests), tags=tags)
+        made = getattr(self.policy, "tokens_generated", 0) - before
+        if made:
+            metrics.get("tokens_generated").inc(made, tags=tags)
+        return out
+
+    async def propose(self, requests: list[StepRequest]) -> list[list[str]]:
+        return await self.batcher.submit(requests)
+
+    def stats(self) -> dict:
+        return {
+            "calls": self.batcher.calls,
+            "requests": self.batcher.items,
+            "tokens": getattr(self.policy, "tokens_generated", 0),
+            "busy_s": self.busy_s,
+            "up_s": time.perf_counter() - self.started,
+        }
