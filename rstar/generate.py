@@ -1,0 +1,233 @@
+"""``rstar generate``: one round of distributed MCTS data generation on Ray.
+
+The driver starts (or joins, with ``RAY_ADDRESS``) a Ray cluster, creates the actors — policy
+servers, optional PPM servers, sandbox actors, the problem queue, the shard writer and the
+search workers — queues every problem not already in ``WORKDIR/shards/``, and watches: a worker
+that dies has its leases returned to the queue and is replaced. It returns when every problem's
+tree is in the shards, so rerunning it on the same workdir resumes where a crash left off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from rstar import shards
+from rstar.config import GenerateConfig
+from rstar.data import Problem, load_benchmark, load_jsonl
+
+
+def make_problems(cfg: GenerateConfig) -> list[Problem]:
+    """The round's problems: generated arith, or the first N of a benchmark / JSONL file."""
+    if cfg.domain == "arith":
+        from rstar.domains.arith import generate
+
+        return generate(cfg.problems, cfg.seed, cfg.arith.difficulties)
+    if not cfg.data:
+        raise ValueError("domain 'math' needs `data`: a benchmark name or a JSONL path")
+    probs = load_jsonl(cfg.data) if cfg.data.endswith(".jsonl") else load_benchmark(cfg.data)
+    return probs[: cfg.problems]
+
+
+def required_cpus(cfg: GenerateConfig) -> float:
+    w = cfg.workers
+    ppm = cfg.ppm.num_cpus * cfg.ppm.replicas if cfg.ppm.kind != "none" else 0.0
+    return (cfg.policy.num_cpus * cfg.policy.replicas + ppm
+            + w.sandbox_cpus * w.sandbox_actors + w.worker_cpus * w.workers)
+
+
+def init_ray(cfg: GenerateConfig) -> None:
+    """Join ``RAY_ADDRESS`` if set, else start a local Ray sized for this config."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        # CPU reservations are scheduling hints; a laptop may oversubscribe them.
+        cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(cfg)))
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+
+
+def server_options(engine, name: str) -> dict:
+    """Ray options pinning a server to its GPUs (a placement group for tensor parallelism)."""
+    opts: dict = {"name": name, "max_restarts": 3, "max_task_retries": 3,
+                  "num_cpus": engine.num_cpus}
+    if engine.num_gpus > 0:
+        if engine.tensor_parallel_size > 1:
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            pg = placement_group([{"GPU": 1, "CPU": 1}] * engine.tensor_parallel_size)
+            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=pg, placement_group_capture_child_tasks=True)
+            opts["num_gpus"] = 0  # vLLM's workers take the bundles' GPUs
+        else:
+            opts["num_gpus"] = engine.num_gpus
+    return opts
+
+
+class Cluster:
+    """The actors of one generation run (created by ``start``, torn down by ``shutdown``)."""
+
+    def __init__(self, cfg: GenerateConfig, workdir: str) -> None:
+        from actors.policy_server import PolicyServer
+        from actors.queue import ProblemQueue
+        from actors.reward_server import RewardServer
+        from actors.sandbox_pool import SandboxActor
+        from actors.writer import ShardWriter
+
+        self.cfg, w = cfg, cfg.workers
+        tag = f"{os.getpid()}-{int(time.time())}"
+        self.queue = ProblemQueue.options(name=f"problem-queue-{tag}").remote(w.lease_s)
+        self.writer = ShardWriter.options(name=f"shard-writer-{tag}").remote(
+            shard_dir(workdir), cfg.round, w.flush_trees, w.flush_s)
+        self.policies = [
+            PolicyServer.options(**server_options(cfg.policy, f"policy-server-{i}-{tag}")).remote(
+                cfg.policy, cfg.format, cfg.arith.teacher_error_rate, f"policy-{i}")
+            for i in range(cfg.policy.replicas)]
+        self.scorers = []
+        if cfg.mcts.value_mode == "ppm":
+            if cfg.ppm.kind == "none":
+                raise ValueError("mcts.value_mode 'ppm' needs a PPM engine (ppm.kind: hf|vllm)")
+            self.scorers = [
+                RewardServer.options(**server_options(cfg.ppm, f"reward-server-{i}-{tag}"))
+                .remote(cfg.ppm, cfg.format, f"ppm-{i}") for i in range(cfg.ppm.replicas)]
+        self.sandboxes = [
+            SandboxActor.options(name=f"sandbox-{i}-{tag}", num_cpus=w.sandbox_cpus,
+                                 max_restarts=3, max_task_retries=3).remote(cfg.sandbox)
+            for i in range(w.sandbox_actors)]
+        self.tag = tag
+        self.workers: dict[str, tuple[object, object]] = {}
+        self.spawned = 0
+
+    def spawn_worker(self) -> str:
+        from actors.search_worker import SearchWorker
+
+        i = self.spawned
+        self.spawned += 1
+        wid = f"search-worker-{i}"
+        policy = self.policies[i % len(self.policies)]
+        scorer = self.scorers[i % len(self.scorers)] if self.scorers else None
+        handle = SearchWorker.options(name=f"{wid}-{self.tag}",
+                                      num_cpus=self.cfg.workers.worker_cpus).remote(
+            wid, self.cfg, self.queue, policy, self.sandboxes, self.writer, scorer)
+        self.workers[wid] = (handle, handle.run.remote())
+        return wid
+
+
+def shard_dir(workdir: str | Path) -> str:
+    return f"{str(workdir).rstrip('/')}/shards"
+
+
+def run_generate(cfg: GenerateConfig, workdir: str | Path, show_progress: bool = True,
+                 on_started=None) -> dict:
+    """Generate the round's trees into ``WORKDIR/shards``; returns a summary.
+
+    ``on_started(cluster)`` is called once the workers run (tests use it to kill one).
+    """
+    import ray
+    from tqdm import tqdm
+
+    from actors import metrics
+
+    t0 = time.perf_counter()
+    workdir = str(workdir)
+    problems = make_problems(cfg)
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("problem ids are not unique")
+    done_before = shards.problem_ids(shard_dir(workdir)) & set(ids)
+    todo = [p for p in problems if p.id not in done_before]
+    summary: dict = {"problems": len(problems), "skipped_already_done": len(done_before)}
+    if todo:
+        init_ray(cfg)
+        cluster = Cluster(cfg, workdir)
+        ray.get(cluster.queue.put.remote(todo))
+        for _ in range(cfg.workers.workers):
+            cluster.spawn_worker()
+        if on_started is not None:
+            on_started(cluster)
+        summary.update(_watch(cluster, len(todo), show_progress, tqdm, metrics))
+        _shutdown(cluster)
+    table = shards.read_table(shard_dir(workdir), ["problem_id", "terminal", "correct"])
+    rows = table.to_pylist()
+    in_shards = {r["problem_id"] for r in rows} & set(ids)
+    solved = {r["problem_id"] for r in rows if r["terminal"] and r["correct"]} & set(ids)
+    summary.update(
+        in_shards=len(in_shards),
+        missing=len(set(ids) - in_shards),
+        solved_frac=len(solved) / max(1, len(problems)),
+        wall_s=round(time.perf_counter() - t0, 2),
+        shard_dir=shard_dir(workdir),
+    )
+    return summary
+
+
+def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> dict:
+    """Wait for every queued problem, replacing dead workers; returns run counters."""
+    import ray
+    from ray.exceptions import RayActorError  # noqa: F401  (ActorDiedError's base)
+
+    replaced = 0
+    with tqdm(total=total, desc="generate", unit="problem", disable=not show_progress) as bar:
+        while True:
+            refs = {run: wid for wid, (_, run) in cluster.workers.items()}
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5)
+            for ref in ready:
+                wid = refs[ref]
+                try:
+                    ray.get(ref)
+                    error = "returned before it was stopped"
+                except RayActorError as e:  # killed (ray.kill, kill -9) or its node died
+                    error = f"died: {type(e).__name__}"
+                except Exception as e:  # a bug in the worker: replace it, but not forever
+                    error = f"failed: {e}"
+                # Its problems go back to the queue and a new worker takes its place.
+                ray.get(cluster.queue.release.remote(wid))
+                del cluster.workers[wid]
+                replaced += 1
+                print(f"rstar: {wid} {error}; its leases were returned to the queue")
+                if replaced > 4 * max(1, cluster.cfg.workers.workers):
+                    raise RuntimeError(f"search workers keep failing (last: {wid} {error})")
+                cluster.spawn_worker()
+            q = ray.get(cluster.queue.stats.remote())
+            metrics.get("queue_depth").set(q["pending"])
+            metrics.get("problems_leased").set(q["leased"])
+            bar.n = q["done"]
+            bar.set_postfix(leased=q["leased"], requeued=q["requeued"], refresh=False)
+            bar.refresh()
+            if q["pending"] == 0 and q["leased"] == 0:
+                break
+    for handle, _ in cluster.workers.values():
+        handle.stop.remote()
+    results = []
+    for wid, (_, run) in list(cluster.workers.items()):
+        try:
+            results.append(ray.get(run, timeout=60))
+        except Exception:
+            pass
+    policy_stats = ray.get([p.stats.remote() for p in cluster.policies])
+    sandbox_stats = ray.get([s.stats.remote() for s in cluster.sandboxes])
+    return {
+        "written_now": ray.get(cluster.writer.stats.remote())["new"],
+        "failed": q["failed"],
+        "requeued": q["requeued"],
+        "workers_replaced": replaced,
+        "rollouts": sum(r["rollouts"] for r in results),
+        "policy": policy_stats,
+        "sandbox_jobs": sum(s.get("jobs", 0) for s in sandbox_stats),
+    }
+
+
+def _shutdown(cluster: Cluster) -> None:
+    import ray
+
+    ray.get([s.close.remote() for s in cluster.sandboxes])
+    for actor in [cluster.queue, cluster.writer, *cluster.policies, *cluster.scorers,
+                  *cluster.sandboxes, *(h for h, _ in cluster.workers.values())]:
+        ray.kill(actor)
