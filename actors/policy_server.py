@@ -26,12 +26,16 @@ class PolicyServer:
         self.batcher = Batcher(in_thread(self._propose_batch), max_items=engine_cfg.max_batch)
         self.busy_s = 0.0
         self.started = time.perf_counter()
+        self.first_call = self.last_done = None  # span of engine work, for occupancy figures
 
     def _propose_batch(self, requests: list[StepRequest]) -> list[list[str]]:
         t0 = time.perf_counter()
+        if self.first_call is None:
+            self.first_call = t0
         before = getattr(self.policy, "tokens_generated", 0)
         out = self.policy.propose(requests)
-        self.busy_s += time.perf_counter() - t0
+        self.last_done = time.perf_counter()
+        self.busy_s += self.last_done - t0
         tags = {"server": self.name}
         metrics.get("engine_batch_size").observe(len(requests), tags=tags)
         made = getattr(self.policy, "tokens_generated", 0) - before
@@ -49,4 +53,5 @@ class PolicyServer:
             "tokens": getattr(self.policy, "tokens_generated", 0),
             "busy_s": self.busy_s,
             "up_s": time.perf_counter() - self.started,
+            "active_s": (self.last_done - self.first_call) if self.first_call else 0.0,
         }
