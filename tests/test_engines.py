@@ -106,13 +106,16 @@ def test_delimiters_are_hit_and_kept(policy_dir: Path) -> None:
 
 
 def test_multi_token_and_single_token_stop_strings(policy_dir: Path) -> None:
-    greedy = HFTextEngine(policy_dir, max_new_tokens=24, temperature=0)
-    free = greedy.generate([GenRequest(_prompt(), 1)], [])[0][0].text
+    # Seeded sampling, not greedy: an untrained model's greedy text can be one token repeated,
+    # where "the first occurrence of a stop" is ill-defined at token boundaries.
+    greedy = HFTextEngine(policy_dir, max_new_tokens=24, temperature=1.0)
+    req = GenRequest(_prompt(), 1, seed=5)
+    free = greedy.generate([req], [])[0][0].text
     assert len(free) > 12
     ids = greedy.tokenizer.encode(free, add_special_tokens=False)
     single = greedy.tokenizer.decode(ids[2:3])
     for stop in (free[4:11], single):  # string-matched stop, then a one-token stop
-        got = greedy.generate([GenRequest(_prompt(), 1)], [stop])[0][0]
+        got = greedy.generate([req], [stop])[0][0]
         assert got.text == free[: free.find(stop) + len(stop)]
 
 
@@ -189,7 +192,7 @@ def test_score_batch_equals_one_at_a_time_and_reload(scorer: HFScoreEngine, ppm_
     batched = scorer.score(texts)  # max_batch_seqs=4: two padded chunks
     singles = [scorer.score([t])[0] for t in texts]
     assert batched == pytest.approx(singles, abs=1e-5)
-    assert HFScoreEngine(ppm_dir).score(texts) == pytest.approx(batched, abs=1e-6)
+    assert HFScoreEngine(ppm_dir).score(texts) == pytest.approx(batched, abs=1e-5)  # thread count may differ
     assert scorer.score([]) == []
 
 

@@ -94,9 +94,11 @@ def _merges_of(backend: Tokenizer) -> list[tuple[str, str]]:
 
 def tiny_qwen2_config(vocab_size: int, eos_token_id: int = 0, pad_token_id: int = 0,
                       **overrides: Any) -> Qwen2Config:
-    """A ~2.3M-parameter Qwen2 (hidden 192, 4 layers, GQA 4/2 heads) sized for 2 CPU cores."""
+    """A ~1M-parameter Qwen2 (hidden 128, 4 layers, GQA 4/2 heads) sized for 2 CPU cores:
+    ~13k tokens/s of training and ~5k tokens/s of batched generation here, which is what lets
+    four self-evolution rounds fit in minutes (a 2.3M model at hidden 192 trains 2x slower)."""
     kw: dict[str, Any] = dict(
-        vocab_size=vocab_size, hidden_size=192, intermediate_size=768, num_hidden_layers=4,
+        vocab_size=vocab_size, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
         tie_word_embeddings=True, use_cache=True,

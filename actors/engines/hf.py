@@ -288,10 +288,17 @@ class HFScoreEngine:
             return torch.zeros(0)
         enc = self.tokenizer(list(texts), add_special_tokens=False, padding=True, truncation=True,
                              max_length=self.max_context, return_tensors="pt")
-        mask = enc["attention_mask"]
-        # Positions count real tokens only, as they would in an unpadded forward pass.
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        res = self.model(input_ids=enc["input_ids"].to(self.device),
-                         attention_mask=mask.to(self.device), position_ids=pos.to(self.device),
-                         use_cache=False)
-        return res.logits[:, 0].float().cpu()
+        return ppm_logits(self.model, enc["input_ids"].to(self.device),
+                          enc["attention_mask"].to(self.device)).float().cpu()
+
+
+def ppm_logits(model: torch.nn.Module, input_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> torch.Tensor:
+    """The PPM head's output at each (left-padded) text's last token; ``tanh`` of it is the
+    score. The PPM trainer calls this same function, so training and inference read the score
+    identically (SPEC §5)."""
+    # Positions count real tokens only, as they would in an unpadded forward pass.
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    res = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                use_cache=False)
+    return res.logits[:, 0]

@@ -64,7 +64,9 @@ class ScriptedTeacher:
                 expr = _wrong_operand(expr, rng)
             elif slip == "operator":
                 expr = _wrong_operator(expr, rng)
-            body = f"# Step {k}: {op.sentence} {_reason(op)}\n{var} = {expr}"
+            # The comment restates the sentence being worked on: the step's reasoning, and how
+            # a reader (or the teacher itself) tells which operation a step implements.
+            body = f"# Step {k}: {op.sentence}\n{var} = {expr}"
             end = fmt.step_end
         if slip == "syntax":
             body = _syntax_slip(body, var, rng)
@@ -85,20 +87,6 @@ class ScriptedTeacher:
         value = m.group(1).strip() if m else "?"
         return (f"{self.fmt.answer_start}{problem.name} has \\boxed{{{value}}} {problem.item} "
                 f"now.{self.fmt.answer_end}")
-
-
-def _reason(op: Op) -> str:
-    return {
-        "start": "Start from this amount.",
-        "buy": "Add the bags times the amount in each.",
-        "give": "Subtract what was given away.",
-        "receive": "Add what was received.",
-        "rate_gain": "Add the rate times the time.",
-        "rate_use": "Subtract the daily use times the days.",
-        "share": "Divide equally.",
-        "fraction": "Subtract that fraction.",
-        "multiply": "Multiply.",
-    }[op.kind]
 
 
 def _wrong_operand(expr: str, rng: random.Random) -> str:

@@ -1,0 +1,148 @@
+"""Policy SFT and PPM trainers on CPU with the tiny model: labels, pairs, tanh, checkpoints, LoRA,
+and real Ray Train jobs on shards from a real generation run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from actors.engines.hf import HFScoreEngine, ppm_logits  # noqa: E402
+from rstar.config import (GenerateConfig, PolicyTrainConfig, PPMTrainConfig, TrainConfig,  # noqa: E402
+                          WorkerConfig)
+from rstar.generate import run_generate  # noqa: E402
+from test_extract import build  # noqa: E402
+from trainers.ppm import group_loss_and_hits, pair_groups, train_ppm  # noqa: E402
+from trainers.sft import encode_example, train_policy  # noqa: E402
+from trainers.tiny_model import make_tiny_model  # noqa: E402
+from tree.mcts import MCTSConfig  # noqa: E402
+from tree.steps import StepFormat  # noqa: E402
+
+FMT = StepFormat()
+
+
+@pytest.fixture(scope="module")
+def round_dir(tmp_path_factory):
+    """A round: tiny base model + shards from a real (scripted-teacher) generation run."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    d = tmp_path_factory.mktemp("round")
+    make_tiny_model(d / "base", n_texts=300)
+    cfg = GenerateConfig(problems=40, seed=3, mcts=MCTSConfig(rollouts=8, candidates=4),
+                         workers=WorkerConfig(flush_s=0.5))
+    assert run_generate(cfg, d, show_progress=False)["missing"] == 0
+    yield d
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tok(round_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(round_dir / "base", padding_side="left")
+
+
+def test_sft_labels_cover_only_what_the_policy_writes(tok):
+    steps = ["<code>\n# Step 1: Tom has 3 apples.\napples = 3\n<end_of_step>",
+             "# Step 2: Print the final answer.\nprint(apples)\n<end_of_code>\n<output>3<end_of_output>",
+             "<answer>Tom has \\boxed{3} apples now.<end_of_answer>"]
+    ids, labels = encode_example(tok, FMT, "Tom has 3 apples. How many?", steps)
+    assert len(ids) == len(labels) and ids[-1] == labels[-1] == tok.eos_token_id
+    prompt = tok(FMT.prompt("Tom has 3 apples. How many?") + "\n",
+                 add_special_tokens=False)["input_ids"]
+    assert labels[: len(prompt)] == [-100] * len(prompt)  # the prompt is never learned
+    learned = tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
+    expected = (steps[0] + "# Step 2: Print the final answer.\nprint(apples)\n<end_of_code>"
+                + steps[2] + tok.eos_token)
+    assert learned == expected  # no tool output, no inter-step newlines
+    masked = tok.decode([t for t, lab in zip(ids, labels) if lab == -100])
+    assert "<output>3<end_of_output>" in masked
+
+
+def test_pair_groups_on_the_hand_built_tree():
+    groups = {(tuple(g["prefix"]), len(g["pos"][0])): g for g in pair_groups(build())}
+    root = groups[((), 1)]
+    assert root["pos"] == [["a"], ["d"]] and root["neg"] == [["b"], ["c"]]
+    assert sorted(map(tuple, root["combos"])) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    under_d = groups[(("d",), 1)]
+    assert under_d["pos"] == [["d1"]] and under_d["neg"] == [["d2"]]
+    final = next(g for (prefix, n), g in groups.items() if prefix == () and n > 1)
+    assert final["pos"] == [["a", "a1"], ["d", "d1", "d1a"]]
+    assert final["neg"] == [["b", "b1"], ["d", "d2", "d2a"]] and len(final["combos"]) == 4
+    assert sum(len(g["combos"]) for g in groups.values()) == 9
+
+
+def test_tanh_in_training_and_scoring_and_bt_loss(round_dir, tok):
+    engine = HFScoreEngine(round_dir / "base")  # a fresh head: arbitrary but fixed scores
+    texts = [FMT.scored_text("Q?", ["<code>\nx = 1\n<end_of_step>"]),
+             FMT.scored_text("Q?", ["<code>\nx = 2\n<end_of_step>", "print(x)\n<end_of_code>"])]
+    served = engine.score(texts)
+    g = {"pos_texts": [texts[0]], "neg_texts": [texts[1]], "combos": [[0, 0]]}
+    with torch.no_grad():
+        loss, hits, n = group_loss_and_hits(engine.model, tok, [g], "cpu")
+    r_pos, r_neg = served
+    assert all(-1 < s < 1 for s in served)
+    # The trainer's loss is Bradley-Terry on exactly the served (tanh) scores.
+    expected = -torch.nn.functional.logsigmoid(torch.tensor(r_pos - r_neg))
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+    assert (hits, n) == (int(r_pos > r_neg), 1)
+    enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    raw = ppm_logits(engine.model, enc["input_ids"], enc["attention_mask"])
+    assert torch.allclose(torch.tanh(raw), torch.tensor(served), atol=1e-5)
+
+
+def test_lora_merge_matches_unmerged(round_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(round_dir / "base")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                  init_lora_weights=False))
+    x = torch.randint(1, 100, (2, 16))
+    with torch.no_grad():
+        before = peft_model(input_ids=x).logits
+        merged = peft_model.merge_and_unload()
+        after = merged(input_ids=x).logits
+    assert not torch.allclose(before, AutoModelForCausalLM.from_pretrained(
+        round_dir / "base")(input_ids=x).logits, atol=1e-4)  # the adapters do something
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_policy_sft_on_two_ray_train_workers(round_dir):
+    cfg = PolicyTrainConfig(
+        base_model=str(round_dir / "base"), eval_problems=8,
+        train=TrainConfig(epochs=1, num_workers=2, cpus_per_worker=1, batch_size=16,
+                          micro_batch_size=8, log_every=1))
+    m = train_policy(cfg, round_dir, out_dir=str(round_dir / "policy-2w"))
+    assert m["steps"] >= 1 and m["examples"] > 0 and 0 <= m["greedy_acc"] <= 1
+    saved = json.loads((round_dir / "policy-2w" / "train_metrics.json").read_text())
+    assert saved["greedy_acc"] == m["greedy_acc"] and saved["train_tokens_per_s"] > 0
+
+
+def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
+    pcfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0,
+                             train=TrainConfig(epochs=2, lora=True, lora_r=4))
+    train_policy(pcfg, round_dir)
+    assert not (round_dir / "policy" / "adapter_config.json").exists()  # merged at save
+    cfg = PPMTrainConfig(holdout_frac=0.2, train=TrainConfig(epochs=2, lr=1e-3))
+    m = train_ppm(cfg, round_dir)
+    assert m["heldout_pairs"] > 0 and 0 <= m["pair_acc"] <= 1 and m["positions"] > 0
+    saved = json.loads((round_dir / "ppm" / "train_metrics.json").read_text())
+    assert saved["pair_acc"] == m["pair_acc"]
+    texts = [FMT.scored_text("Tom has 3 apples. How many?", ["<code>\nx = 3\n<end_of_step>"])]
+    a, b = HFScoreEngine(round_dir / "ppm"), HFScoreEngine(round_dir / "ppm")
+    assert a.score(texts) == b.score(texts)
+    assert a.model.config.num_labels == 1 and a.model.config.pad_token_id is not None
+
+
+def test_missing_checkpoint_is_a_clear_error(round_dir, tmp_path):
+    cfg = dataclasses.replace(PPMTrainConfig(), init_model=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        train_ppm(cfg, round_dir)

@@ -1,0 +1,231 @@
+"""What the policy and PPM jobs share: running a Ray Train job, saving Hugging Face checkpoints,
+schedules, and throughput bookkeeping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+class NoTrainingData(ValueError):
+    """A round produced nothing to train on (no correct trajectory, no preference pair)."""
+
+
+def run_job(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict, *,
+            num_workers: int, use_gpu: bool, storage_path: str, name: str,
+            cpus_per_worker: int = 1):
+    """Run ``train_fn`` as a ``TorchTrainer`` job (CPU workers here, GPU workers on a cluster)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_fn,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=ray.train.RunConfig(storage_path=storage_path, name=name),
+        datasets=datasets,
+    )
+    return trainer.fit()
+
+
+def set_threads(cpus: int) -> None:
+    """Ray sets OMP_NUM_THREADS=1 in workers; a CPU worker that reserved more cores uses them."""
+    import ray.train.torch
+
+    if ray.train.torch.get_device().type == "cpu":
+        torch.set_num_threads(max(1, cpus))
+
+
+def check_shards(files: list[str]) -> None:
+    """Fail early, naming the file, on a shard that is not a readable tree table."""
+    import pyarrow.parquet as pq
+
+    from rstar.shards import EXTRA_COLUMNS, filesystem
+    from tree.rows import COLUMNS
+
+    need = set(COLUMNS) | set(EXTRA_COLUMNS)
+    for f in files:
+        fs, path = filesystem(f)
+        try:
+            with fs.open_input_file(path) as fh:
+                names = set(pq.ParquetFile(fh).schema_arrow.names)
+        except Exception as e:
+            raise ValueError(f"corrupt shard {f}: {e}") from None
+        if not need <= names:
+            raise ValueError(f"shard {f} lacks columns {sorted(need - names)}")
+
+
+def map_trees(shard_dir: str, fn: Callable, fn_kwargs: dict):
+    """Ray Data: read a round's shards, gather each problem's rows, apply ``fn`` per tree.
+
+    Few partitions: the data is small per round and each shuffle partition costs a task (Ray's
+    default of 200 takes tens of seconds on a laptop); a tree never spans shard files anyway.
+    """
+    import logging
+
+    import ray.data
+
+    from rstar.shards import shard_files
+
+    # Ray Data's per-execution progress logs drown the trainers' own lines on a terminal.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    files = shard_files(shard_dir)
+    if not files:
+        raise FileNotFoundError(f"no shards in {shard_dir} (run rstar generate first)")
+    check_shards(files)
+    ds = ray.data.read_parquet(files)
+    parts = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
+    return ds.groupby("problem_id", num_partitions=parts).map_groups(
+        fn, batch_format="pyarrow", fn_kwargs=fn_kwargs)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    """Linear warm-up then linear decay to zero (the paper's schedule, plus a short warm-up)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP/FSDP wrappers."""
+    return getattr(model, "module", model)
+
+
+def report_checkpoint(metrics: dict, save: Callable[[str], None]) -> None:
+    """Every worker reports; rank 0 also hands over a checkpoint that ``save(dir)`` wrote."""
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() == 0:
+        with tempfile.TemporaryDirectory() as d:
+            save(d)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(metrics)
+
+
+def storage_path(workdir: str) -> str:
+    """Where Ray Train keeps a round's job state: WORKDIR/ray_train (absolute, as Ray needs)."""
+    return f"{workdir}/ray_train" if "://" in workdir else str(Path(workdir).resolve() / "ray_train")
+
+
+def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
+              prepare: Callable[[dict], dict | None] = lambda r: r, sort_key=None):
+    """Yield (epoch, batches); a batch is a list of rows, each passed through ``prepare`` (which
+    may drop it by returning None); the batch order is shuffled every epoch.
+
+    ``cache``: read the worker's Ray Data shard once and replay it (small rounds: a fresh Ray Data
+    execution costs seconds on a laptop); then, with ``sort_key``, batches hold rows of similar
+    length (little padding: about 2x the tokens/s here). Otherwise the shard is streamed every
+    epoch with a local row shuffle, as data larger than a worker's memory needs.
+    """
+    import random
+
+    def rows_of(batch: dict) -> list[dict]:
+        keys = list(batch)
+        return [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+
+    cached = None
+    if cache:
+        rows = [r for r in map(prepare, shard.iter_rows()) if r is not None]
+        random.Random(seed).shuffle(rows)
+        if sort_key is not None:
+            rows.sort(key=sort_key)
+        cached = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    for epoch in range(epochs):
+        if cached is not None:
+            batches = cached[:]
+        else:
+            batches = []
+            for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy",
+                                        local_shuffle_buffer_size=4 * batch_size,
+                                        local_shuffle_seed=seed + epoch):
+                kept = [r for r in map(prepare, rows_of(b)) if r is not None]
+                if kept:
+                    batches.append(kept)
+        random.Random(seed + epoch).shuffle(batches)
+        yield epoch, batches
+
+
+def export_checkpoint(checkpoint, dest: str | Path) -> str:
+    """Copy the job's final checkpoint to ``dest`` (a local path or a pyarrow URI), replacing it
+    atomically on local disks so readers never see half a model."""
+    dest = str(dest)
+    if "://" in dest:
+        import pyarrow.fs as pafs
+
+        with checkpoint.as_directory() as src:
+            pafs.copy_files(src, dest)
+        return dest
+    parent = Path(dest).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
+    try:
+        checkpoint.to_directory(str(tmp))
+        old = None
+        if Path(dest).exists():
+            old = parent / f".old-{Path(dest).name}-{os.getpid()}"
+            Path(dest).rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+class Meter:
+    """Tokens/s and running loss for progress lines and ``train_metrics.json``."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.tokens = 0
+        self.steps = 0
+        self.loss_sum = 0.0
+        self.loss_n = 0
+
+    def add(self, tokens: int, loss: float) -> None:
+        self.tokens += tokens
+        self.loss_sum += loss
+        self.loss_n += 1
+        self.last = loss
+
+    def last_loss(self) -> float:
+        """Mean loss since the last progress line (the last batch's if none since)."""
+        return self.loss_sum / self.loss_n if self.loss_n else getattr(self, "last", 0.0)
+
+    def rate(self, world: int = 1) -> float:
+        """Items (tokens, texts) per second over the whole job, summed over ``world`` workers."""
+        return self.tokens * world / max(1e-9, time.perf_counter() - self.t0)
+
+    def window(self) -> dict[str, Any]:
+        out = {"loss": self.loss_sum / max(1, self.loss_n), "steps": self.steps,
+               "tokens_per_s": self.tokens / max(1e-9, time.perf_counter() - self.t0)}
+        self.loss_sum, self.loss_n = 0.0, 0
+        return out
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, labels: list[list[int]] | None = None):
+    """Right-pad token lists into tensors (input_ids, attention_mask[, labels])."""
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    lab = torch.full((len(seqs), n), -100, dtype=torch.long) if labels is not None else None
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+        if lab is not None:
+            lab[i, : len(s)] = torch.tensor(labels[i], dtype=torch.long)  # type: ignore[index]
+    return (ids, mask, lab) if lab is not None else (ids, mask)

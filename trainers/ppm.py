@@ -1,0 +1,205 @@
+"""The process preference model (SPEC §4-§5) as a Ray Train job.
+
+Ray Data groups the round's rows by problem, rebuilds each tree and mines its step-level pairs
+(``tree.extract.preference_pairs``), one output row per step position with all its positives,
+negatives and valid (pos, neg) combinations. The PPM starts from the round's SFT policy with a
+one-label sequence-classification head; its score is tanh of the head at the step's last token —
+``actors.engines.hf.ppm_logits``, the very function inference uses. The loss is Bradley-Terry,
+-log σ(r⁺ − r⁻), averaged over a position's combinations, then over positions. 5% of problems are
+held out; pairwise accuracy on their pairs is saved with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+from tree.extract import preference_pairs
+from tree.rows import from_rows
+from tree.steps import StepFormat
+
+
+def is_heldout(problem_id: str, frac: float) -> bool:
+    """Stable split by problem (never by pair, so no problem leaks across it)."""
+    h = int.from_bytes(hashlib.sha256(problem_id.encode()).digest()[:8], "big")
+    return h / 2**64 < frac
+
+
+def pair_groups(tree, per_side: int = 2) -> list[dict]:
+    """A tree's pairs, grouped by step position: unique positives, negatives and combinations."""
+    groups: dict[tuple, dict] = {}
+    for p in preference_pairs(tree, per_side=per_side):
+        key = (p["kind"], tuple(p["prefix"]))
+        g = groups.setdefault(key, {"prefix": p["prefix"], "pos": [], "neg": [], "combos": []})
+        for side, steps in (("pos", p["pos"]), ("neg", p["neg"])):
+            if steps not in g[side]:
+                g[side].append(steps)
+        g["combos"].append([g["pos"].index(p["pos"]), g["neg"].index(p["neg"])])
+    return list(groups.values())
+
+
+def ppm_group(batch, per_side: int = 2, holdout_frac: float = 0.05,
+              fmt: StepFormat = StepFormat()) -> dict:
+    """Ray Data ``map_groups`` body: one problem's rows → one row per step position."""
+    (tree,) = from_rows(batch.to_pylist())
+    held = is_heldout(tree.problem_id, holdout_frac)
+    out: dict[str, list] = {"problem_id": [], "heldout": [], "pos_texts": [], "neg_texts": [],
+                            "combos": []}
+    for g in pair_groups(tree, per_side):
+        out["problem_id"].append(tree.problem_id)
+        out["heldout"].append(held)
+        out["pos_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["pos"]])
+        out["neg_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["neg"]])
+        out["combos"].append(g["combos"])
+    return out
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, padding_side="left")
+
+
+def pair_dataset(shard_dir: str, per_side: int, holdout_frac: float, fmt: StepFormat):
+    """Ray Dataset of step positions with their pairs, from a round's shards."""
+    from trainers.common import map_trees
+
+    return map_trees(shard_dir, ppm_group,
+                     {"per_side": per_side, "holdout_frac": holdout_frac, "fmt": fmt})
+
+
+def group_loss_and_hits(model, tok, groups: list[dict], device) -> tuple:
+    """Mean Bradley-Terry loss over positions (each the mean over its combinations), plus how
+    many combinations the model orders correctly and how many there are."""
+    import torch
+    import torch.nn.functional as F
+
+    from actors.engines.hf import ppm_logits
+
+    texts, spans = [], []
+    for g in groups:
+        start = len(texts)
+        texts += list(g["pos_texts"]) + list(g["neg_texts"])
+        spans.append((start, len(g["pos_texts"])))
+    enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    r = torch.tanh(ppm_logits(model, enc["input_ids"].to(device),
+                              enc["attention_mask"].to(device)).float())
+    losses, hits, n = [], 0, 0
+    for g, (start, n_pos) in zip(groups, spans):
+        combos = torch.as_tensor([list(c) for c in g["combos"]], dtype=torch.long)
+        rp = r[start + combos[:, 0]]
+        rn = r[start + n_pos + combos[:, 1]]
+        losses.append(-F.logsigmoid(rp - rn).mean())
+        hits += int((rp > rn).sum())
+        n += len(combos)
+    return torch.stack(losses).mean(), hits, n
+
+
+def train_fn(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from trainers.common import (Meter, epochs_of, linear_schedule, report_checkpoint,
+                                 set_threads, unwrap)
+
+    tc = config["train"]
+    set_threads(tc["cpus_per_worker"])
+    ctx = ray.train.get_context()
+    world, rank = ctx.get_world_size(), ctx.get_world_rank()
+    tok = _tokenizer(config["init_model"])
+    torch.manual_seed(tc["seed"])  # the new scalar head is drawn from the global RNG
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config["init_model"], num_labels=1, dtype=getattr(torch, tc["dtype"]))
+    model.config.pad_token_id = tok.pad_token_id  # pool at the last real token
+    model = ray.train.torch.prepare_model(model, parallel_strategy=tc["strategy"]
+                                          if world > 1 else None)
+    device = ray.train.torch.get_device()
+    micro = tc["micro_batch_size"]
+    accum = max(1, tc["batch_size"] // (micro * world))
+    per_epoch = -(-config["n_train"] // (micro * world * accum))
+    total = per_epoch * tc["epochs"]
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    sched = linear_schedule(opt, total, int(total * tc["warmup_frac"]))
+    shard = ray.train.get_dataset_shard("train")
+    meter, step, micro_i, hits, seen = Meter(), 0, 0, 0, 0
+    model.train()
+    for epoch, batches in epochs_of(shard, micro, tc["epochs"], tc["cache_data"], tc["seed"],
+                                    sort_key=lambda g: sum(map(len, g["pos_texts"]))):
+        for groups in batches:
+            loss, h, n = group_loss_and_hits(model, tok, groups, device)
+            (loss / accum).backward()
+            meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
+                      float(loss))
+            hits, seen = hits + h, seen + n
+            micro_i += 1
+            if micro_i % accum:
+                continue
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            meter.steps = step
+            if rank == 0 and step % tc["log_every"] == 0:
+                w = meter.window()
+                print(f"[train-ppm] epoch {epoch + 1}/{tc['epochs']} step {step}/{total} "
+                      f"loss {w['loss']:.4f} train pair acc {hits / max(1, seen):.3f}",
+                      flush=True)
+                hits = seen = 0
+    metrics = {"train_loss": meter.last_loss(), "steps": step,
+               "train_texts_per_s": meter.rate(world)}
+    model.eval()
+    with torch.no_grad():
+        h_all = n_all = 0
+        for b in config["heldout"]:
+            _, h, n = group_loss_and_hits(model, tok, [b], device)
+            h_all, n_all = h_all + h, n_all + n
+    metrics.update(pair_acc=h_all / max(1, n_all), heldout_pairs=n_all)
+
+    def save(d: str) -> None:
+        unwrap(model).save_pretrained(d, safe_serialization=True)
+        tok.save_pretrained(d)
+        Path(d, "ppm_metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    report_checkpoint(metrics, save)
+
+
+def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
+              out_dir: str | None = None) -> dict:
+    """Pairs from ``WORKDIR/shards``, init from ``WORKDIR/policy`` → ``WORKDIR/ppm``."""
+    from trainers.common import NoTrainingData, export_checkpoint, run_job, storage_path
+    from trainers.sft import write_metrics
+
+    workdir = str(workdir)
+    shard_dir = shard_dir or f"{workdir}/shards"
+    out_dir = out_dir or f"{workdir}/ppm"
+    init = cfg.init_model or f"{workdir}/policy"
+    pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, cfg.format)
+    if "://" not in init and not Path(init, "config.json").exists():
+        raise FileNotFoundError(f"PPM init checkpoint not found: {init} (run train-policy "
+                                f"first, or set init_model)")
+    tc = cfg.train
+    groups = pairs.materialize()
+    train = groups.filter(lambda r: not r["heldout"]).materialize()
+    heldout = groups.filter(lambda r: r["heldout"]).take_all()
+    n_train = train.count()
+    if n_train == 0:
+        raise NoTrainingData(f"{shard_dir}: no preference pairs (no problem has both correct "
+                             f"and wrong trajectories)")
+    result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
+                                "heldout": heldout},
+                     {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                     cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
+                     name="ppm")
+    export_checkpoint(result.checkpoint, out_dir)
+    metrics = dict(result.metrics)
+    metrics.update(positions=n_train, heldout_positions=len(heldout), init_model=init)
+    write_metrics(out_dir, metrics)
+    return metrics
