@@ -45,6 +45,71 @@ def _generate(args: argparse.Namespace) -> int:
     return 0 if summary["missing"] == 0 else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from rstar.config import PolicyTrainConfig, PPMTrainConfig
+    from rstar.generate import init_ray
+
+    if args.command == "train-policy":
+        from trainers.sft import train_policy
+
+        cfg = load_config(PolicyTrainConfig, args.config)
+        init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
+        metrics = train_policy(cfg, args.workdir)
+        print(f"\npolicy: {args.workdir}/policy  greedy accuracy "
+              f"{metrics.get('greedy_acc', float('nan')):.1%}  "
+              f"train {metrics['train_tokens_per_s']:.0f} tok/s")
+    else:
+        from trainers.ppm import train_ppm
+
+        cfg = load_config(PPMTrainConfig, args.config)
+        init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
+        metrics = train_ppm(cfg, args.workdir)
+        print(f"\nppm: {args.workdir}/ppm  held-out pairwise accuracy {metrics['pair_acc']:.1%} "
+              f"({metrics['heldout_pairs']} pairs)  train {metrics['train_texts_per_s']:.0f} texts/s")
+    print(json.dumps(metrics, default=str))
+    return 0
+
+
+def _evolve(args: argparse.Namespace) -> int:
+    from rstar.config import EvolveConfig
+    from rstar.evolve import run_evolve
+
+    overrides = {"rounds": args.rounds} if args.rounds is not None else {}
+    cfg = load_config(EvolveConfig, args.config, overrides)
+    rows = run_evolve(cfg, args.workdir, show_progress=not args.quiet)
+    keys = ("round", "train_solved_frac", "policy_greedy_acc", "maj_acc", "search_acc",
+            "ppm_pair_acc", "wall_s")
+    print("\n" + " ".join(f"{k:>17}" for k in keys))
+    for row in rows:
+        print(" ".join(f"{row.get(k, float('nan')):>17.3f}" if isinstance(row.get(k), float)
+                       else f"{row.get(k, ''):>17}" for k in keys))
+    print(f"summary: {args.workdir}/summary.json, {args.workdir}/summary.png")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rstar.eval_cli import load_problems, markdown, run_eval
+
+    problems = load_problems(args.data, args.benchmark, args.limit)
+    domain = "arith" if args.benchmark is None and args.arith else "math"
+    res = run_eval(problems, args.policy, args.ppm, args.out, n=args.n, select=args.select,
+                   candidates=args.candidates, rollouts=args.rollouts, engine=args.engine,
+                   max_tokens=args.max_tokens, domain=domain,
+                   name=args.benchmark or args.data)
+    print(markdown(res))
+    print(f"written: {args.out}/results.json, {args.out}/results.md")
+    return 0
+
+
+def _show_tree(args: argparse.Namespace) -> int:
+    from rstar.show_tree import show_tree
+
+    shard_dir = args.shards or f"{args.workdir}/shards"
+    out = show_tree(shard_dir, args.problem, args.out or f"tree-{args.problem}.html")
+    print(f"written: {out}")
+    return 0
+
+
 def _print_summary(s: dict) -> None:
     print(f"\nsolved by search: {s['search_solved']:.1%}   by one sampled attempt: "
           f"{s['single_sample_solved']:.1%}   ({s['problems']} problems)")
@@ -60,9 +125,10 @@ def _print_summary(s: dict) -> None:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from rstar.config import GenerateConfig
+    from rstar.config import EvolveConfig, GenerateConfig, PolicyTrainConfig, PPMTrainConfig
 
-    classes = {"search": SearchRunConfig, "generate": GenerateConfig}
+    classes = {"evolve": EvolveConfig, "search": SearchRunConfig, "generate": GenerateConfig,
+               "train-policy": PolicyTrainConfig, "train-ppm": PPMTrainConfig}
     for name, tp, default, doc in field_docs(classes[args.kind]):
         shown = "" if default is None and tp[0].isupper() else f" = {default!r}"
         print(f"{name}: {tp}{shown}\n    {doc}")
@@ -76,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
         "model, and self-evolution rounds.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("evolve", help="the self-evolution rounds (search, train, evaluate) in "
+                       "one command", description="Run (or resume) the rounds of SPEC §6: "
+                       "search the round's pool, train the policy and the PPM, evaluate on a "
+                       "held-out set; writes WORKDIR/round-<r>/ and WORKDIR/summary.json|png. "
+                       "Without a config: the embedded default (arith, scripted teacher for "
+                       "round 1, a tiny Qwen2 trained from scratch) on a local Ray.")
+    e.add_argument("--workdir", default="runs/evolve", help="run directory (default runs/evolve)")
+    e.add_argument("--config", help="YAML file mapped onto the evolve config (rstar config evolve)")
+    e.add_argument("--rounds", type=int, help="rounds to run (default 4)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=_evolve)
 
     s = sub.add_parser("search", help="single-process MCTS on generated arith problems",
                        description="MCTS with the scripted teacher on K generated arith problems "
@@ -107,9 +185,51 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_generate)
 
+    for name, what in (("train-policy", "SFT of the next policy on the round's best trajectories "
+                        "(WORKDIR/shards → WORKDIR/policy)"),
+                       ("train-ppm", "the process preference model from step-level pairs "
+                        "(WORKDIR/shards + WORKDIR/policy → WORKDIR/ppm)")):
+        t = sub.add_parser(name, help=what, description=what + ", as a Ray Train job; writes a "
+                           "Hugging Face checkpoint and train_metrics.json.")
+        t.add_argument("--workdir", required=True, help="round directory (shards/ inside)")
+        t.add_argument("--config", help=f"YAML file (rstar config {name})")
+        t.set_defaults(func=_train)
+
+    v = sub.add_parser("eval", help="test-time search on a benchmark, with baselines",
+                       description="PPM-guided MCTS with N trajectories per problem (SPEC §3), "
+                       "plus greedy pass@1, maj@N and best-of-N scored by the PPM, on the same "
+                       "problems; writes OUT/results.json and OUT/results.md.")
+    src = v.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", help="a benchmark from ../shared/data (gsm8k, math500, "
+                     "aime24, amc23, ...; see rstar.data.list_benchmarks)")
+    src.add_argument("--data", help="any JSONL with question/answer fields")
+    v.add_argument("--policy", required=True, help="policy checkpoint directory")
+    v.add_argument("--ppm", help="PPM checkpoint (without it: greedy and maj@N only)")
+    v.add_argument("-n", type=int, default=8, help="trajectories per problem (default 8)")
+    v.add_argument("--select", choices=["ppm_best", "ppm_vote"], default="ppm_best",
+                   help="answer of the best PPM-scored trajectory, or a vote of the top 4")
+    v.add_argument("--candidates", type=int, default=4, help="candidates per expansion")
+    v.add_argument("--rollouts", type=int, default=32, help="rollout budget per problem")
+    v.add_argument("--limit", type=int, help="only the first K problems")
+    v.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="engine (default hf)")
+    v.add_argument("--max-tokens", type=int, default=256, help="tokens per step")
+    v.add_argument("--arith", action="store_true", help="--data holds arith problems")
+    v.add_argument("--out", default="eval-results", help="output directory")
+    v.set_defaults(func=_eval)
+
+    t = sub.add_parser("show-tree", help="render one problem's search tree as HTML",
+                       description="Render a problem's tree from the shards (each node's step, "
+                       "Q, N, PPM value, execution status and verdict) as an HTML page.")
+    t.add_argument("--workdir", help="round directory holding shards/")
+    t.add_argument("--shards", help="shard directory (instead of --workdir)")
+    t.add_argument("--problem", required=True, help="problem id")
+    t.add_argument("--out", help="HTML file (default tree-<id>.html)")
+    t.set_defaults(func=_show_tree)
+
     c = sub.add_parser("config", help="print every config field with its type, default and doc",
                        description="Print the documented configuration fields.")
-    c.add_argument("kind", nargs="?", default="search", choices=["search", "generate"])
+    c.add_argument("kind", nargs="?", default="search", choices=["evolve", "search", "generate",
+                                                               "train-policy", "train-ppm"])
     c.set_defaults(func=_config)
     return p
 
@@ -123,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except DataError as e:
         print(f"rstar: data error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"rstar: error: {e}", file=sys.stderr)
         return 2
 
 

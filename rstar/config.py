@@ -163,6 +163,180 @@ class GenerateConfig:
     """The arith domain's generator."""
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """A Ray Train job. Defaults suit the embedded tiny model on CPU; configs/ has the paper's."""
+
+    lr: float = 3e-3
+    """Peak learning rate (paper: 7e-6 for the 7B policy and PPM; a from-scratch 2M-param model
+    needs a far larger one)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (paper: 0.1)."""
+    epochs: int = 6
+    """Passes over the round's data (paper: 2 for SFT, 1-2 for the PPM; the tiny model learns the
+    step format from scratch and needs more)."""
+    batch_size: int = 16
+    """Effective batch (examples per optimizer step, across workers; paper: 128 SFT, 512 PPM;
+    small here because the tiny model needs many steps more than large ones)."""
+    micro_batch_size: int = 16
+    """Examples per worker per forward pass; gradients are accumulated up to ``batch_size``."""
+    max_length: int = 512
+    """Longest tokenised example; longer ones are dropped and counted (paper: 2048)."""
+    warmup_frac: float = 0.05
+    """Share of steps with linear warm-up before the linear decay."""
+    num_workers: int = 1
+    """Ray Train workers (data parallel)."""
+    cpus_per_worker: int = 2
+    """CPUs (and torch threads, on CPU) per worker."""
+    use_gpu: bool = False
+    """One GPU per worker when true."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How workers share the model on a cluster (FSDP for models too big for one GPU)."""
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights; merged into the model at save."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    dtype: str = "float32"
+    """Training dtype of the weights (bfloat16 on GPUs)."""
+    cache_data: bool = True
+    """Keep each worker's data shard in memory after the first epoch instead of streaming it
+    from Ray Data every epoch (right for small rounds; off when a round exceeds a worker's RAM)."""
+    log_every: int = 25
+    """Print a progress line every this many optimizer steps (rank 0)."""
+    seed: int = 0
+    """Seed for initialisation and data order."""
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    """``rstar train-policy``: SFT of the next policy on the round's best trajectories."""
+
+    base_model: str = ""
+    """Checkpoint every round fine-tunes afresh; empty = the embedded tiny model, built by the
+    factory into WORKDIR/base on first use."""
+    top_k: int = 2
+    """Correct trajectories per problem kept for SFT (SPEC §4: 2)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation settings."""
+    eval_problems: int = 100
+    """Fresh arith problems for the greedy accuracy check (0 skips it)."""
+    eval_difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Their difficulties, used in turn."""
+    eval_seed: int = 999_983
+    """Seed of the evaluation problems (distinct from every training seed)."""
+    format: StepFormat = field(default_factory=StepFormat)
+    """Step format (must match the search's)."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Executor for the evaluation."""
+
+
+@dataclass(frozen=True)
+class PPMTrainConfig:
+    """``rstar train-ppm``: the process preference model from the round's step-level pairs."""
+
+    init_model: str = ""
+    """Checkpoint the PPM starts from; empty = the round's SFT policy (WORKDIR/policy)."""
+    per_side: int = 2
+    """Positives and negatives per step position (SPEC §4: 2)."""
+    holdout_frac: float = 0.05
+    """Share of problems whose pairs are held out for pairwise accuracy (SPEC §5: 5%)."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, epochs=8,
+                                                                   batch_size=64,
+                                                                   micro_batch_size=16))
+    """Optimisation settings (a batch is step positions, each with all its pairs)."""
+    format: StepFormat = field(default_factory=StepFormat)
+    """Step format (must match the search's)."""
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """One self-evolution round (SPEC §6)."""
+
+    problems: int = 100
+    """New problems searched this round."""
+    difficulties: tuple[int, ...] = (1, 2, 3, 4)
+    """arith: their difficulties, used in turn (pools get harder as rounds go)."""
+    rollouts: int = 16
+    """MCTS rollouts per problem (paper: 8 in round 1, 16 after)."""
+    value_mode: Literal["terminal", "ppm"] = "terminal"
+    """Terminal-guided (rounds 1-2) or PPM-augmented with the previous round's PPM (3+)."""
+    escalate: tuple[int, ...] = ()
+    """Extra rollouts, in turn, for problems still unsolved (paper, round 4: 64 then 128)."""
+    temperature: float = 1.0
+    """Policy sampling temperature this round (paper: 0.7 for the bootstrap model)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The fixed held-out set every round is measured on."""
+
+    problems: int = 40
+    """Held-out arith problems."""
+    difficulties: tuple[int, ...] = (2, 3, 4, 5, 6)
+    """Their difficulties (a harder mix than round 1's pool)."""
+    seed: int = 777_767
+    """Seed of the held-out problems (distinct from every round's)."""
+    n: int = 8
+    """Trajectories per problem for maj@N, best-of-N and the PPM-guided search (paper: 8)."""
+    candidates: int = 4
+    """Candidates per expansion in the test-time search (paper: 32)."""
+    rollouts: int = 32
+    """Rollout budget of the test-time search (it stops once N trajectories are answered)."""
+    select: Literal["ppm_best", "ppm_vote"] = "ppm_best"
+    """How the PPM picks the answer: the best-scored trajectory (paper) or a vote of the top 4
+    (reference code)."""
+
+
+def _default_schedule() -> tuple[RoundSpec, ...]:
+    return (
+        RoundSpec(problems=400, difficulties=(1, 2, 3, 4), rollouts=8, temperature=0.7),
+        RoundSpec(problems=120, difficulties=(1, 2, 3, 4, 5), rollouts=16),
+        RoundSpec(problems=120, difficulties=(2, 3, 4, 5, 6), rollouts=16, value_mode="ppm"),
+        RoundSpec(problems=120, difficulties=(2, 3, 4, 5, 6, 7), rollouts=16, value_mode="ppm",
+                  escalate=(64, 128)),
+    )
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """``rstar evolve``: four rounds of search → train → evaluate in one command."""
+
+    rounds: int = 4
+    """Rounds to run (at most the length of ``schedule``)."""
+    domain: Literal["arith", "math"] = "arith"
+    """Problem domain."""
+    data: str = ""
+    """math domain: the training pool (benchmark name or JSONL path), sliced across rounds."""
+    seed: int = 0
+    """Seed of pools and searches."""
+    base_model: str = ""
+    """Base checkpoint; empty = the embedded tiny model (built into WORKDIR/base)."""
+    policy_init: Literal["base", "previous"] = "previous"
+    """What each round's SFT starts from: the base model afresh (paper) or the previous round's
+    policy. The embedded default uses "previous": a 1M-parameter model trained from scratch on
+    2 CPU cores cannot relearn the domain from one round's data every round in minutes."""
+    bootstrap: EngineConfig = field(default_factory=EngineConfig)
+    """Round 1's policy: the scripted teacher here; a large model through "openai" or "vllm"
+    on a cluster."""
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="hf", max_tokens=64))
+    """Engine serving each round's trained policy (``model`` is filled in per round)."""
+    ppm_engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="hf"))
+    """Engine serving each round's PPM (``model`` is filled in per round)."""
+    schedule: tuple[RoundSpec, ...] = field(default_factory=_default_schedule)
+    """The rounds (SPEC §6)."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    """Search settings shared by all rounds (candidates, format, workers, sandbox...);
+    rollouts, value mode, policy and PPM come from the schedule."""
+    policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
+    """Policy SFT settings."""
+    ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
+    """PPM settings."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation."""
+
+
 # -- loading ---------------------------------------------------------------------------------
 
 
@@ -252,6 +426,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

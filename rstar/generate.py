@@ -38,8 +38,9 @@ def required_cpus(cfg: GenerateConfig) -> float:
             + w.sandbox_cpus * w.sandbox_actors + w.worker_cpus * w.workers)
 
 
-def init_ray(cfg: GenerateConfig) -> None:
-    """Join ``RAY_ADDRESS`` if set, else start a local Ray sized for this config."""
+def init_ray(cfg: GenerateConfig | None = None, min_cpus: float = 0.0) -> None:
+    """Join ``RAY_ADDRESS`` if set, else start a local Ray with at least the CPUs this config's
+    actors reserve (``min_cpus`` for callers that run several configs, like ``rstar evolve``)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -48,8 +49,10 @@ def init_ray(cfg: GenerateConfig) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        # CPU reservations are scheduling hints; a laptop may oversubscribe them.
-        cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(cfg)))
+        # CPU reservations are scheduling hints; a laptop may oversubscribe them, and must, or
+        # actors that do not fit would wait forever.
+        need = max(min_cpus, required_cpus(cfg) if cfg is not None else 0.0)
+        cpus = max(os.cpu_count() or 1, math.ceil(need))
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
@@ -125,9 +128,10 @@ def shard_dir(workdir: str | Path) -> str:
 
 
 def run_generate(cfg: GenerateConfig, workdir: str | Path, show_progress: bool = True,
-                 on_started=None) -> dict:
+                 on_started=None, problems: list[Problem] | None = None) -> dict:
     """Generate the round's trees into ``WORKDIR/shards``; returns a summary.
 
+    ``problems`` replaces the config's problem source (``rstar evolve`` passes its pools);
     ``on_started(cluster)`` is called once the workers run (tests use it to kill one).
     """
     import ray
@@ -137,7 +141,7 @@ def run_generate(cfg: GenerateConfig, workdir: str | Path, show_progress: bool =
 
     t0 = time.perf_counter()
     workdir = str(workdir)
-    problems = make_problems(cfg)
+    problems = problems if problems is not None else make_problems(cfg)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         raise ValueError("problem ids are not unique")
@@ -174,6 +178,7 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
     from ray.exceptions import RayActorError  # noqa: F401  (ActorDiedError's base)
 
     replaced = 0
+    last_done, last_change, warned = -1, time.monotonic(), False
     with tqdm(total=total, desc="generate", unit="problem", disable=not show_progress) as bar:
         while True:
             refs = {run: wid for wid, (_, run) in cluster.workers.items()}
@@ -203,6 +208,12 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
             bar.refresh()
             if q["pending"] == 0 and q["leased"] == 0:
                 break
+            if q["done"] != last_done:
+                last_done, last_change = q["done"], time.monotonic()
+            elif not warned and time.monotonic() - last_change > 180:
+                warned = True  # most often: actors waiting for CPUs/GPUs the cluster lacks
+                print("rstar: no problem finished for 3 minutes; `ray status` shows actors "
+                      "waiting for resources, if any")
     for handle, _ in cluster.workers.values():
         handle.stop.remote()
     results = []
@@ -212,6 +223,7 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
         except Exception:
             pass
     policy_stats = ray.get([p.stats.remote() for p in cluster.policies])
+    ppm_stats = ray.get([p.stats.remote() for p in cluster.scorers])
     sandbox_stats = ray.get([s.stats.remote() for s in cluster.sandboxes])
     return {
         "written_now": ray.get(cluster.writer.stats.remote())["new"],
@@ -220,6 +232,7 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
         "workers_replaced": replaced,
         "rollouts": sum(r["rollouts"] for r in results),
         "policy": policy_stats,
+        "ppm_scored": sum(p["requests"] for p in ppm_stats),
         "sandbox_jobs": sum(s.get("jobs", 0) for s in sandbox_stats),
     }
 

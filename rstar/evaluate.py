@@ -1,0 +1,156 @@
+"""Evaluation the way the search runs (every step's code in the sandbox): greedy pass@1, maj@N,
+best-of-N by the PPM as an outcome model, and test-time MCTS guided by the PPM (SPEC §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Literal
+
+from rstar.domains import verifier_for
+from rstar.domains.arith import generate
+from rstar.grading import normalize_answer
+from tree.driver import run_batched
+from tree.mcts import MCTSConfig, TreeSearch
+from tree.node import Tree
+from tree.protocols import ScoreRequest
+
+Select = Literal["ppm_best", "ppm_vote"]
+
+
+def _sandbox(sandbox_cfg):
+    from sandbox import Sandbox
+
+    return Sandbox(**dataclasses.asdict(sandbox_cfg))
+
+
+def _run(problems, cfg: MCTSConfig, policy, fmt, sandbox, scorer=None, gold=True, domain="arith",
+         tag: str = "") -> list[Tree]:
+    verifier = verifier_for(domain)
+    searches = [TreeSearch(p.id + tag, p.question, p.answer if gold else None, verifier, cfg, fmt)
+                for p in problems]
+    done = {s.tree.problem_id: s.tree for s in run_batched(searches, policy, sandbox, scorer)}
+    return [done[p.id + tag] for p in problems]
+
+
+def greedy_solve(policy, problems, fmt, sandbox_cfg, domain: str = "arith",
+                 max_depth: int = 16) -> list[bool]:
+    """One greedy trajectory per problem, every step executed; whether each ends correct."""
+    cfg = MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth)
+    with _sandbox(sandbox_cfg) as sb:
+        return [t.solved() for t in _run(problems, cfg, policy, fmt, sb, domain=domain)]
+
+
+def sample_trajectories(policy, problems, n: int, fmt, sandbox, domain="arith",
+                        max_depth: int = 16, seed: int = 0) -> list[list]:
+    """``n`` independent sampled trajectories per problem: their terminal nodes (None if none)."""
+    out: list[list] = [[] for _ in problems]
+    for k in range(n):
+        cfg = MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth, seed=seed * 1000 + k)
+        for i, t in enumerate(_run(problems, cfg, policy, fmt, sandbox, domain=domain,
+                                   tag=f"#s{k}")):
+            ends = t.terminals()
+            out[i].append(ends[0] if ends else None)
+    return out
+
+
+def majority(answers: list[str | None]) -> str | None:
+    """The most common answer (normalised); ties go to the earliest."""
+    keys = [normalize_answer(a) if a is not None else None for a in answers]
+    counts = Counter(k for k in keys if k)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(a for a, k in zip(answers, keys) if k and counts[k] == best)
+
+
+def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
+    """The answer of the best-scored trajectory, or (ppm_vote, the reference code's way) the
+    majority answer among the top-4 scored ones."""
+    ranked = sorted((s, i) for i, (e, s) in enumerate(zip(ends, scores))
+                    if e is not None and e.answer is not None)
+    ranked.reverse()
+    if not ranked:
+        return None
+    if select == "ppm_best":
+        return ends[ranked[0][1]].answer
+    return majority([ends[i].answer for _, i in ranked[:4]])
+
+
+def test_time_search(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
+                     rollouts: int, select: Select = "ppm_best", domain="arith",
+                     max_depth: int = 16, seed: int = 0) -> list[str | None]:
+    """PPM-guided MCTS without ground truth until ``n`` trajectories end in an answer (or the
+    rollout budget is spent); the PPM picks the answer (SPEC §3)."""
+    cfg = MCTSConfig(rollouts=rollouts, candidates=candidates, value_mode="ppm",
+                     max_trajectories=n, max_depth=max_depth, seed=seed)
+    trees = _run(problems, cfg, policy, fmt, sandbox, scorer, gold=False, domain=domain,
+                 tag="#tts")
+    answers = []
+    for t in trees:
+        ends = [e for e in t.terminals() if e.answer is not None]
+        answers.append(ppm_select(ends, [e.prior if e.prior is not None else -1.0 for e in ends],
+                                  select))
+    return answers
+
+
+def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candidates: int = 4,
+             rollouts: int = 32, select: Select = "ppm_best", domain: str = "arith",
+             seed: int = 0, max_depth: int = 16) -> dict:
+    """Greedy pass@1, maj@n, best-of-n by the PPM, and PPM-guided search, on the same problems."""
+    verifier = verifier_for(domain)
+
+    def acc(answers):
+        return sum(verifier.check(a, p.answer) for a, p in zip(answers, problems)) / max(
+            1, len(problems))
+
+    with _sandbox(sandbox_cfg) as sb:
+        greedy = _run(problems, MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth),
+                      _greedy(policy), fmt, sb, domain=domain, tag="#g")
+        samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed)
+        out = {"problems": len(problems), "n": n,
+               "greedy_acc": sum(t.solved() for t in greedy) / max(1, len(problems)),
+               "maj_acc": acc([majority([e.answer if e else None for e in ends])
+                               for ends in samples])}
+        if scorer is not None:
+            best = []
+            for p, ends in zip(problems, samples):
+                reqs = [ScoreRequest(p.question, tuple(e.steps())) for e in ends if e is not None]
+                vals = iter(scorer.score(reqs) if reqs else [])
+                scores = [next(vals) if e is not None else -1.0 for e in ends]
+                best.append(ppm_select(ends, scores, "ppm_best"))
+            out["best_of_n_acc"] = acc(best)
+            out["search_acc"] = acc(test_time_search(
+                policy, scorer, problems, fmt, sb, n, candidates, rollouts, select, domain,
+                max_depth, seed))
+            out["select"] = select
+    return out
+
+
+def _greedy(policy):
+    """The same policy decoding greedily (engines with a temperature setting)."""
+    engine = getattr(policy, "engine", None)
+    if engine is not None and hasattr(engine, "temperature"):
+        import copy
+
+        g = copy.copy(policy)
+        g.engine = copy.copy(engine)
+        g.engine.temperature = 0.0
+        return g
+    return policy
+
+
+def hf_policy(model_dir: str, fmt, temperature: float = 0.0, max_tokens: int = 256):
+    from actors.engines.base import LMPolicy
+    from actors.engines.hf import HFTextEngine
+
+    return LMPolicy(HFTextEngine(model_dir, temperature=temperature, max_new_tokens=max_tokens),
+                    fmt)
+
+
+def greedy_accuracy(model_dir: str, cfg) -> float:
+    """Greedy accuracy of a policy checkpoint on fresh arith problems (``cfg`` has eval_*,
+    format and sandbox fields, e.g. ``PolicyTrainConfig``)."""
+    problems = generate(cfg.eval_problems, cfg.eval_seed, cfg.eval_difficulties, prefix="eval")
+    ok = greedy_solve(hf_policy(model_dir, cfg.format), problems, cfg.format, cfg.sandbox)
+    return sum(ok) / max(1, len(ok))

@@ -1,0 +1,221 @@
+"""``rstar evolve``: the self-evolution rounds of SPEC §6, automated and resumable.
+
+Round r, in ``DIR/round-<r>/``: search the round's problem pool (``shards/``; round 1 with the
+bootstrap policy, later rounds with the previous round's policy, PPM-augmented from round 3,
+still-unsolved problems escalated to more rollouts where the schedule says so), train the policy
+(``policy/``) and the PPM (``ppm/``), evaluate on a fixed held-out set (``metrics.json``), then
+rewrite ``DIR/summary.json`` and ``DIR/summary.png``. Every step leaves a file behind when it is
+complete, so a rerun resumes at the first unfinished step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from rstar import shards
+from rstar.config import EngineConfig, EvolveConfig, GenerateConfig, RoundSpec
+from rstar.data import Problem
+
+
+def round_dir(workdir: str | Path, r: int) -> Path:
+    return Path(workdir) / f"round-{r}"
+
+
+def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec) -> list[Problem]:
+    """Round r's problems: its own generated mix (harder as rounds go), or a slice of ``data``."""
+    if cfg.domain == "arith":
+        from rstar.domains.arith import generate
+
+        return generate(spec.problems, cfg.seed * 100 + r, spec.difficulties, prefix=f"r{r}")
+    from rstar.data import load_benchmark, load_jsonl
+
+    pool = load_jsonl(cfg.data) if cfg.data.endswith(".jsonl") else load_benchmark(cfg.data)
+    start = sum(s.problems for s in cfg.schedule[: r - 1])
+    return pool[start : start + spec.problems]
+
+
+def heldout_set(cfg: EvolveConfig) -> list[Problem]:
+    from rstar.domains.arith import generate
+
+    e = cfg.eval
+    return generate(e.problems, e.seed, e.difficulties, prefix="heldout")
+
+
+def _engine(base: EngineConfig, model: str) -> EngineConfig:
+    return dataclasses.replace(base, model=model)
+
+
+def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
+                   show_progress: bool) -> dict:
+    from rstar.generate import run_generate
+
+    rd = round_dir(workdir, r)
+    prev = round_dir(workdir, r - 1)
+    policy = cfg.bootstrap if r == 1 else _engine(cfg.engine, str(prev / "policy"))
+    ppm = (_engine(cfg.ppm_engine, str(prev / "ppm")) if spec.value_mode == "ppm"
+           else EngineConfig(kind="none"))
+    mcts = dataclasses.replace(cfg.generate.mcts, rollouts=spec.rollouts,
+                               value_mode=spec.value_mode, seed=cfg.seed * 100 + r)
+    policy = dataclasses.replace(policy, temperature=spec.temperature)
+    gcfg = dataclasses.replace(cfg.generate, round=r, mcts=mcts, policy=policy, ppm=ppm,
+                               domain=cfg.domain)
+    pool = round_pool(cfg, r, spec)
+    summary = run_generate(gcfg, rd, show_progress, problems=pool)
+    scored = summary.get("ppm_scored", 0)
+    # Round 4's escalation: problems no trajectory solved get more rollouts with new seeds. Their
+    # trees are stored as separate problems ("<id>#x64"), so every tree stays intact.
+    for k, extra in enumerate(spec.escalate):
+        table = shards.read_table(rd / "shards", ["problem_id", "terminal", "correct"]).to_pylist()
+        solved = {row["problem_id"].split("#")[0] for row in table
+                  if row["terminal"] and row["correct"]}
+        todo = [dataclasses.replace(p, id=f"{p.id}#x{extra}") for p in pool
+                if p.id not in solved]
+        if not todo:
+            break
+        emcts = dataclasses.replace(mcts, rollouts=extra, seed=mcts.seed + 1000 * (k + 1))
+        extra_run = run_generate(dataclasses.replace(gcfg, mcts=emcts), rd, show_progress,
+                                 problems=todo)
+        scored += extra_run.get("ppm_scored", 0)
+    table = shards.read_table(rd / "shards", ["problem_id", "terminal", "correct"]).to_pylist()
+    ids = {row["problem_id"].split("#")[0] for row in table}
+    solved = {row["problem_id"].split("#")[0] for row in table
+              if row["terminal"] and row["correct"]}
+    return {"train_problems": len(ids), "train_solved_frac": len(solved) / max(1, len(ids)),
+            "generate_wall_s": summary["wall_s"], "ppm_scored_steps": scored}
+
+
+def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
+    from actors.engines.factory import make_policy, make_scorer
+    from rstar.evaluate import evaluate
+
+    rd = round_dir(workdir, r)
+    fmt = cfg.generate.format
+    e = cfg.eval
+    policy = make_policy(_engine(cfg.engine, str(rd / "policy")), fmt)
+    scorer = make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
+    out = evaluate(heldout_set(cfg), fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
+                   candidates=e.candidates, rollouts=e.rollouts, select=e.select,
+                   domain=cfg.domain, seed=e.seed)
+    return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
+            "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
+            "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"]}
+
+
+def _round_cpus(cfg: EvolveConfig, spec: RoundSpec) -> float:
+    """CPUs the actors of a round's search reserve, or its training jobs, whichever is more."""
+    from rstar.generate import required_cpus
+
+    g = dataclasses.replace(cfg.generate, policy=cfg.engine,
+                            ppm=cfg.ppm_engine if spec.value_mode == "ppm"
+                            else EngineConfig(kind="none"))
+    train = max(t.num_workers * t.cpus_per_worker
+                for t in (cfg.policy_train.train, cfg.ppm_train.train))
+    return max(required_cpus(g), train)
+
+
+def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = True,
+               rounds: int | None = None) -> list[dict]:
+    """Run (or resume) the rounds; returns the summary (one dict per finished round)."""
+    from rstar.generate import init_ray
+    from trainers.common import NoTrainingData
+    from trainers.ppm import train_ppm
+    from trainers.sft import ensure_tiny_base, train_policy
+    from trainers.tiny_model import make_tiny_model
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    n_rounds = rounds or cfg.rounds
+    if n_rounds > len(cfg.schedule):
+        raise ValueError(f"{n_rounds} rounds asked, the schedule has {len(cfg.schedule)}")
+    init_ray(min_cpus=max(_round_cpus(cfg, s) for s in cfg.schedule[:n_rounds]))
+    base = cfg.base_model or ensure_tiny_base(str(workdir), cfg.generate.format,
+                                              make_tiny_model)
+    for r in range(1, n_rounds + 1):
+        spec, rd = cfg.schedule[r - 1], round_dir(workdir, r)
+        metrics_file = rd / "metrics.json"
+        if metrics_file.exists():
+            continue
+        t0 = time.perf_counter()
+        print(f"\n=== round {r}: {spec.problems} problems, {spec.rollouts} rollouts, "
+              f"{spec.value_mode} values ===", flush=True)
+        progress = _load(rd / "progress.json")
+        if "generate" not in progress:
+            progress["generate"] = generate_round(cfg, workdir, r, spec, show_progress)
+            _save(rd / "progress.json", progress)
+        prev = round_dir(workdir, r - 1)
+        if not (rd / "policy" / "train_metrics.json").exists():
+            init = base if cfg.policy_init == "base" or r == 1 else str(prev / "policy")
+            try:
+                train_policy(dataclasses.replace(cfg.policy_train, base_model=init,
+                                                 eval_problems=0), str(rd))
+            except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
+                _carry_over(init, rd / "policy", str(e))
+        if not (rd / "ppm" / "train_metrics.json").exists():
+            try:
+                train_ppm(cfg.ppm_train, str(rd))
+            except NoTrainingData as e:
+                if r == 1:
+                    raise
+                _carry_over(str(prev / "ppm"), rd / "ppm", str(e))
+        ppm_metrics = _load(rd / "ppm" / "train_metrics.json")
+        m = {"round": r, **progress["generate"], **evaluate_round(cfg, workdir, r),
+             "ppm_pair_acc": ppm_metrics.get("pair_acc"),
+             "value_mode": spec.value_mode, "rollouts": spec.rollouts,
+             "wall_s": round(time.perf_counter() - t0 + progress.get("wall_before_s", 0), 1)}
+        _save(metrics_file, m)
+        write_summary(workdir, n_rounds)
+    return write_summary(workdir, n_rounds)
+
+
+def _carry_over(src: str, dest: Path, why: str) -> None:
+    """Copy a checkpoint forward unchanged, saying why in its ``train_metrics.json``."""
+    import shutil
+
+    print(f"rstar: {why}; keeping {src}", flush=True)
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    old = _load(dest / "train_metrics.json")
+    _save(dest / "train_metrics.json", {**old, "carried_over_from": src, "reason": why})
+
+
+def write_summary(workdir: Path, n_rounds: int) -> list[dict]:
+    """``summary.json`` (one object per finished round) and ``summary.png``."""
+    rows = [_load(round_dir(workdir, r) / "metrics.json") for r in range(1, n_rounds + 1)]
+    rows = [row for row in rows if row]
+    _save(workdir / "summary.json", rows)
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [row["round"] for row in rows]
+        for key, label in (("policy_greedy_acc", "policy greedy"), ("maj_acc", "maj@N"),
+                           ("search_acc", "MCTS + PPM"), ("train_solved_frac", "train solved"),
+                           ("ppm_pair_acc", "PPM pair acc")):
+            ax.plot(xs, [row.get(key) or 0 for row in rows], marker="o", label=label)
+        ax.set_xlabel("round")
+        ax.set_ylabel("accuracy")
+        ax.set_xticks(xs)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("rstar evolve")
+        fig.tight_layout()
+        fig.savefig(workdir / "summary.png", dpi=100)
+        plt.close(fig)
+    return rows
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)

@@ -1,0 +1,108 @@
+"""`rstar evolve` end to end (the fast preset), resume, `rstar eval`, `rstar show-tree`, and the
+errors users get for bad input. Real Ray, real sandbox, real tiny model, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+RSTAR = str(Path(sys.executable).parent / "rstar")
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+
+def rstar(*args, timeout=900):
+    return subprocess.run([RSTAR, *map(str, args)], capture_output=True, text=True, env=ENV,
+                          timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("evolve")
+    p = rstar("evolve", "--workdir", d, "--config", REPO / "configs" / "fast.yaml", "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return d
+
+
+def test_fast_preset_summary_and_ppm_augmented_last_round(run):
+    rows = json.loads((run / "summary.json").read_text())
+    assert [r["round"] for r in rows] == [1, 2]
+    for r in rows:
+        for key in ("train_solved_frac", "policy_greedy_acc", "search_acc", "maj_acc",
+                    "ppm_pair_acc", "wall_s"):
+            assert isinstance(r[key], (int, float)) and r[key] >= 0, key
+        assert 0 <= r["policy_greedy_acc"] <= 1 and 0 <= r["search_acc"] <= 1
+    assert rows[0]["value_mode"] == "terminal" and rows[0]["ppm_scored_steps"] == 0
+    assert rows[-1]["value_mode"] == "ppm" and rows[-1]["ppm_scored_steps"] > 0
+    assert rows[0]["train_solved_frac"] > 0.5  # the scripted teacher's round
+    assert (run / "summary.png").stat().st_size > 1000
+    for r in (1, 2):
+        rd = run / f"round-{r}"
+        assert list((rd / "shards").glob("*.parquet"))
+        assert (rd / "policy" / "config.json").exists() and (rd / "ppm" / "config.json").exists()
+
+
+def test_resume_redoes_only_the_unfinished_step(run, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(run, d)
+    rd = d / "round-2"
+    shards_before = sorted(p.name for p in (rd / "shards").glob("*.parquet"))
+    policy_mtime = (rd / "policy" / "config.json").stat().st_mtime
+    # As if the run was killed while training round 2's PPM.
+    shutil.rmtree(rd / "ppm")
+    (rd / "metrics.json").unlink()
+    p = rstar("evolve", "--workdir", d, "--config", REPO / "configs" / "fast.yaml", "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "=== round 1" not in p.stdout and "=== round 2" in p.stdout
+    assert sorted(q.name for q in (rd / "shards").glob("*.parquet")) == shards_before
+    assert (rd / "policy" / "config.json").stat().st_mtime == policy_mtime
+    assert (rd / "ppm" / "config.json").exists() and (rd / "metrics.json").exists()
+    assert len(json.loads((d / "summary.json").read_text())) == 2
+
+
+def test_eval_on_a_gsm8k_slice(run, tmp_path):
+    from conftest import data_dir
+
+    if not (data_dir() / "gsm8k_test.jsonl").exists():
+        pytest.skip("../shared/data not present")
+    out = tmp_path / "ev"
+    p = rstar("eval", "--benchmark", "gsm8k", "--limit", 20, "--policy", run / "round-1" / "policy",
+              "--ppm", run / "round-1" / "ppm", "-n", 2, "--rollouts", 4, "--candidates", 2,
+              "--max-tokens", 32, "--out", out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["problems"] == 20 and res["n"] == 2 and res["select"] == "ppm_best"
+    for key in ("greedy_acc", "maj_acc", "best_of_n_acc", "search_acc"):
+        assert 0 <= res[key] <= 1
+    assert "| MCTS + PPM" in (out / "results.md").read_text()
+
+
+def test_show_tree_renders_html(run, tmp_path):
+    from rstar import shards
+
+    pid = shards.read_table(run / "round-1" / "shards", ["problem_id"]).column(
+        "problem_id")[0].as_py()
+    out = tmp_path / "t.html"
+    p = rstar("show-tree", "--workdir", run / "round-1", "--problem", pid, "--out", out)
+    assert p.returncode == 0, p.stderr
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and pid in page and "Q=" in page
+
+
+def test_bad_input_errors_name_the_thing(run, tmp_path):
+    p = rstar("eval", "--benchmark", "nosuch", "--policy", run / "round-1" / "policy")
+    assert p.returncode == 2 and "nosuch" in p.stderr and "gsm8k" in p.stderr
+    p = rstar("eval", "--benchmark", "gsm8k", "--policy", tmp_path / "missing")
+    assert p.returncode == 2 and "missing" in p.stderr
+    bad = tmp_path / "round"
+    shutil.copytree(run / "round-1" / "shards", bad / "shards")
+    (bad / "shards" / "part-corrupt.parquet").write_bytes(b"not parquet at all")
+    p = rstar("train-ppm", "--workdir", bad)
+    assert p.returncode == 2 and "part-corrupt.parquet" in p.stderr
