@@ -18,7 +18,7 @@ from tree.rows import arrow_schema, from_rows, to_rows
 EXTRA_COLUMNS = {"round": "int16"}
 
 
-def _fs(path: str | Path):
+def filesystem(path: str | Path):
     import pyarrow.fs as pafs
 
     path = str(path)
@@ -31,7 +31,7 @@ def shard_files(shard_dir: str | Path) -> list[str]:
     """Complete shard files in a directory (temporary files are hidden and skipped)."""
     import pyarrow.fs as pafs
 
-    fs, root = _fs(shard_dir)
+    fs, root = filesystem(shard_dir)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         return []
@@ -46,7 +46,7 @@ def write_shard(shard_dir: str | Path, rows: list[dict], name: str | None = None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, root = _fs(shard_dir)
+    fs, root = filesystem(shard_dir)
     fs.create_dir(root, recursive=True)
     name = name or f"part-{uuid.uuid4().hex[:12]}.parquet"
     final = f"{root}/{name}"
@@ -63,7 +63,7 @@ def read_table(shard_dir: str | Path, columns: list[str] | None = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, _ = _fs(shard_dir)
+    fs, _ = filesystem(shard_dir)
     files = shard_files(shard_dir)
     schema = arrow_schema(EXTRA_COLUMNS)
     if not files:
