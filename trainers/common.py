@@ -99,6 +99,35 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class Stepper:
+    """AdamW with gradient accumulation, clipping and the linear schedule, shared by both jobs.
+
+    ``micro(loss)`` backpropagates one micro-batch and returns True when it completed an
+    optimizer step (every ``batch_size / (micro_batch_size * world)`` micro-batches).
+    """
+
+    def __init__(self, model: torch.nn.Module, tc: dict, n_items: int, world: int) -> None:
+        micro = tc["micro_batch_size"]
+        self.accum = max(1, tc["batch_size"] // (micro * world))
+        self.total = -(-n_items // (micro * world * self.accum)) * tc["epochs"]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=tc["lr"], weight_decay=tc["weight_decay"])
+        self.sched = linear_schedule(self.opt, self.total, int(self.total * tc["warmup_frac"]))
+        self.micros = self.steps = 0
+
+    def micro(self, loss: torch.Tensor) -> bool:
+        (loss / self.accum).backward()
+        self.micros += 1
+        if self.micros % self.accum:
+            return False
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.steps += 1
+        return True
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP/FSDP wrappers."""
     return getattr(model, "module", model)
@@ -192,7 +221,6 @@ class Meter:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
         self.tokens = 0
-        self.steps = 0
         self.loss_sum = 0.0
         self.loss_n = 0
 
@@ -211,7 +239,7 @@ class Meter:
         return self.tokens * world / max(1e-9, time.perf_counter() - self.t0)
 
     def window(self) -> dict[str, Any]:
-        out = {"loss": self.loss_sum / max(1, self.loss_n), "steps": self.steps,
+        out = {"loss": self.loss_sum / max(1, self.loss_n),
                "tokens_per_s": self.tokens / max(1e-9, time.perf_counter() - self.t0)}
         self.loss_sum, self.loss_n = 0.0, 0
         return out

@@ -106,8 +106,8 @@ def train_fn(config: dict) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.common import (Meter, epochs_of, linear_schedule, report_checkpoint,
-                                 set_threads, unwrap)
+    from trainers.common import (Meter, Stepper, epochs_of, report_checkpoint, set_threads,
+                                 unwrap)
 
     tc = config["train"]
     set_threads(tc["cpus_per_worker"])
@@ -121,39 +121,25 @@ def train_fn(config: dict) -> None:
     model = ray.train.torch.prepare_model(model, parallel_strategy=tc["strategy"]
                                           if world > 1 else None)
     device = ray.train.torch.get_device()
-    micro = tc["micro_batch_size"]
-    accum = max(1, tc["batch_size"] // (micro * world))
-    per_epoch = -(-config["n_train"] // (micro * world * accum))
-    total = per_epoch * tc["epochs"]
-    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    sched = linear_schedule(opt, total, int(total * tc["warmup_frac"]))
+    stepper = Stepper(model, tc, config["n_train"], world)
     shard = ray.train.get_dataset_shard("train")
-    meter, step, micro_i, hits, seen = Meter(), 0, 0, 0, 0
+    meter, hits, seen = Meter(), 0, 0
     model.train()
-    for epoch, batches in epochs_of(shard, micro, tc["epochs"], tc["cache_data"], tc["seed"],
+    for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
+                                    tc["cache_data"], tc["seed"],
                                     sort_key=lambda g: sum(map(len, g["pos_texts"]))):
         for groups in batches:
             loss, h, n = group_loss_and_hits(model, tok, groups, device)
-            (loss / accum).backward()
             meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
                       float(loss))
             hits, seen = hits + h, seen + n
-            micro_i += 1
-            if micro_i % accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            meter.steps = step
-            if rank == 0 and step % tc["log_every"] == 0:
+            if stepper.micro(loss) and rank == 0 and stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
-                print(f"[train-ppm] epoch {epoch + 1}/{tc['epochs']} step {step}/{total} "
-                      f"loss {w['loss']:.4f} train pair acc {hits / max(1, seen):.3f}",
-                      flush=True)
+                print(f"[train-ppm] epoch {epoch + 1}/{tc['epochs']} step {stepper.steps}/"
+                      f"{stepper.total} loss {w['loss']:.4f} train pair acc "
+                      f"{hits / max(1, seen):.3f}", flush=True)
                 hits = seen = 0
-    metrics = {"train_loss": meter.last_loss(), "steps": step,
+    metrics = {"train_loss": meter.last_loss(), "steps": stepper.steps,
                "train_texts_per_s": meter.rate(world)}
     model.eval()
     with torch.no_grad():
@@ -187,7 +173,12 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 f"first, or set init_model)")
     tc = cfg.train
     groups = pairs.materialize()
-    train = groups.filter(lambda r: not r["heldout"]).materialize()
+    train = groups.filter(lambda r: not r["heldout"])
+    if cfg.max_positions:
+        n_all = train.count()
+        if n_all > cfg.max_positions:
+            train = train.random_sample(cfg.max_positions / n_all, seed=tc.seed)
+    train = train.materialize()
     heldout = groups.filter(lambda r: r["heldout"]).take_all()
     n_train = train.count()
     if n_train == 0:

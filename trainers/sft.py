@@ -63,22 +63,13 @@ def sft_dataset(shard_dir: str, top_k: int):
     return map_trees(shard_dir, sft_group, {"top_k": top_k})
 
 
-def train_fn(config: dict) -> None:
-    """Runs on every Ray Train worker."""
-    import ray.train
-    import ray.train.torch
+def load_model(config: dict):
+    """(model, tokenizer) to fine-tune: the base checkpoint, with LoRA adapters if asked."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainers.common import (Meter, epochs_of, linear_schedule, pad_batch,
-                                 report_checkpoint, set_threads, unwrap)
-
     tc = config["train"]
-    set_threads(tc["cpus_per_worker"])
     torch.manual_seed(tc["seed"])
-    ctx = ray.train.get_context()
-    world, rank = ctx.get_world_size(), ctx.get_world_rank()
-    tok = _tokenizer(config["base_model"])
     model = AutoModelForCausalLM.from_pretrained(config["base_model"],
                                                  dtype=getattr(torch, tc["dtype"]))
     if tc["lora"]:
@@ -87,21 +78,19 @@ def train_fn(config: dict) -> None:
         model = get_peft_model(model, LoraConfig(r=tc["lora_r"], lora_alpha=tc["lora_alpha"],
                                                  target_modules="all-linear",
                                                  task_type="CAUSAL_LM"))
-    model = ray.train.torch.prepare_model(model, parallel_strategy=tc["strategy"]
-                                          if world > 1 else None)
-    device = ray.train.torch.get_device()
-    micro = tc["micro_batch_size"]
-    accum = max(1, tc["batch_size"] // (micro * world))
-    steps_per_epoch = -(-config["n_examples"] // (micro * world * accum))
-    total = steps_per_epoch * tc["epochs"]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc["lr"],
-                            weight_decay=tc["weight_decay"])
-    sched = linear_schedule(opt, total, int(total * tc["warmup_frac"]))
-    shard = ray.train.get_dataset_shard("train")
-    meter, step, micro_i = Meter(), 0, 0
+    return model, _tokenizer(config["base_model"])
+
+
+def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
+             device="cpu") -> dict:
+    """The training loop proper; ``shard`` is anything with Ray Data's ``iter_rows`` /
+    ``iter_batches`` (the Ray Train job passes its dataset shard, the overhead benchmark a list)."""
+    from trainers.common import Meter, Stepper, epochs_of, pad_batch
+
+    tc, fmt = config["train"], config["fmt"]
+    stepper = Stepper(model, tc, config["n_examples"], world)
+    meter, dropped = Meter(), 0
     model.train()
-    fmt = config["fmt"]
-    dropped = 0
 
     def prepare(row: dict) -> dict | None:
         nonlocal dropped
@@ -111,30 +100,40 @@ def train_fn(config: dict) -> None:
             return None
         return {"ids": ids, "labels": labels}
 
-    for epoch, batches in epochs_of(shard, micro, tc["epochs"], tc["cache_data"], tc["seed"],
-                                    prepare, sort_key=lambda r: len(r["ids"])):
+    for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
+                                    tc["cache_data"], tc["seed"], prepare,
+                                    sort_key=lambda r: len(r["ids"])):
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                         labels=labels.to(device))
-            (out.loss / accum).backward()
             meter.add(int(mask.sum()), float(out.loss))
-            micro_i += 1
-            if micro_i % accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            meter.steps = step
-            if rank == 0 and step % tc["log_every"] == 0:
+            if stepper.micro(out.loss) and rank == 0 and stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
-                print(f"[train-policy] epoch {epoch + 1}/{tc['epochs']} step {step}/{total} "
-                      f"loss {w['loss']:.4f} {w['tokens_per_s'] * world:.0f} tok/s", flush=True)
-    metrics = {"train_loss": meter.last_loss(), "steps": step,
-               "train_tokens_per_s": meter.rate(world), "dropped_too_long": dropped}
+                print(f"[train-policy] epoch {epoch + 1}/{tc['epochs']} step {stepper.steps}/"
+                      f"{stepper.total} loss {w['loss']:.4f} {w['tokens_per_s'] * world:.0f} "
+                      f"tok/s", flush=True)
+    return {"train_loss": meter.last_loss(), "steps": stepper.steps,
+            "train_tokens_per_s": meter.rate(world), "dropped_too_long": dropped}
+
+
+def train_fn(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from trainers.common import report_checkpoint, set_threads, unwrap
+
+    tc = config["train"]
+    set_threads(tc["cpus_per_worker"])
+    ctx = ray.train.get_context()
+    world, rank = ctx.get_world_size(), ctx.get_world_rank()
+    model, tok = load_model(config)
+    model = ray.train.torch.prepare_model(model, parallel_strategy=tc["strategy"]
+                                          if world > 1 else None)
+    metrics = sft_loop(model, tok, ray.train.get_dataset_shard("train"), config, world, rank,
+                       ray.train.torch.get_device())
 
     def save(d: str) -> None:
         m = unwrap(model)
