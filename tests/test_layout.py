@@ -66,3 +66,17 @@ def test_console_script_installed():
     exe = Path(sys.executable).parent / "rstar"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "search" in out.stdout
+
+
+def test_every_shipped_config_loads():
+    from rstar.config import EvolveConfig, load_config
+
+    files = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        cfg = load_config(EvolveConfig, f)
+        assert cfg.rounds <= len(cfg.schedule)
+    big = load_config(EvolveConfig, REPO / "configs" / "qwen2.5-math-7b.yaml")
+    assert big.policy_train.train.lr == 7e-6 and big.engine.kind == "vllm"
+    assert [s.rollouts for s in big.schedule] == [8, 16, 16, 16]
+    assert [s.value_mode for s in big.schedule] == ["terminal", "terminal", "ppm", "ppm"]
