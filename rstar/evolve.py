@@ -25,22 +25,28 @@ def round_dir(workdir: str | Path, r: int) -> Path:
 
 
 def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec) -> list[Problem]:
-    """Round r's problems: its own generated mix (harder as rounds go), or a slice of ``data``."""
+    """Round r's problems: its own generated mix (harder as rounds go), or the first N of
+    ``data``."""
     if cfg.domain == "arith":
         from rstar.domains.arith import generate
 
         return generate(spec.problems, cfg.seed * 100 + r, spec.difficulties, prefix=f"r{r}")
     from rstar.data import load_benchmark, load_jsonl
 
+    # As in the paper, every round searches the same pool again (the first N problems).
     pool = load_jsonl(cfg.data) if cfg.data.endswith(".jsonl") else load_benchmark(cfg.data)
-    start = sum(s.problems for s in cfg.schedule[: r - 1])
-    return pool[start : start + spec.problems]
+    return pool[: spec.problems]
 
 
 def heldout_set(cfg: EvolveConfig) -> list[Problem]:
+    e = cfg.eval
+    if cfg.domain == "math":
+        from rstar.data import load_benchmark, load_jsonl
+
+        data = load_jsonl(e.data) if e.data.endswith(".jsonl") else load_benchmark(e.data)
+        return data[: e.problems]
     from rstar.domains.arith import generate
 
-    e = cfg.eval
     return generate(e.problems, e.seed, e.difficulties, prefix="heldout")
 
 
@@ -84,7 +90,7 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
     solved = {row["problem_id"].split("#")[0] for row in table
               if row["terminal"] and row["correct"]}
     return {"train_problems": len(ids), "train_solved_frac": len(solved) / max(1, len(ids)),
-            "generate_wall_s": summary["wall_s"], "ppm_scored_steps": scored}
+            "ppm_scored_steps": scored}
 
 
 def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
@@ -138,33 +144,49 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
         metrics_file = rd / "metrics.json"
         if metrics_file.exists():
             continue
-        t0 = time.perf_counter()
         print(f"\n=== round {r}: {spec.problems} problems, {spec.rollouts} rollouts, "
               f"{spec.value_mode} values ===", flush=True)
         progress = _load(rd / "progress.json")
         if "generate" not in progress:
+            t = time.perf_counter()
             progress["generate"] = generate_round(cfg, workdir, r, spec, show_progress)
+            progress["generate"]["generate_s"] = round(time.perf_counter() - t, 1)
             _save(rd / "progress.json", progress)
         prev = round_dir(workdir, r - 1)
         if not (rd / "policy" / "train_metrics.json").exists():
+            t = time.perf_counter()
             init = base if cfg.policy_init == "base" or r == 1 else str(prev / "policy")
+            pt = cfg.policy_train
+            pt = dataclasses.replace(pt, train=dataclasses.replace(
+                pt.train, epochs=spec.sft_epochs or pt.train.epochs,
+                lr=spec.sft_lr or pt.train.lr))
             try:
-                train_policy(dataclasses.replace(cfg.policy_train, base_model=init,
-                                                 eval_problems=0), str(rd))
+                train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd))
             except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
                 _carry_over(init, rd / "policy", str(e))
+            progress["sft_s"] = round(time.perf_counter() - t, 1)
+            _save(rd / "progress.json", progress)
         if not (rd / "ppm" / "train_metrics.json").exists():
+            t = time.perf_counter()
             try:
                 train_ppm(cfg.ppm_train, str(rd))
             except NoTrainingData as e:
                 if r == 1:
                     raise
                 _carry_over(str(prev / "ppm"), rd / "ppm", str(e))
+            progress["ppm_s"] = round(time.perf_counter() - t, 1)
+            _save(rd / "progress.json", progress)
         ppm_metrics = _load(rd / "ppm" / "train_metrics.json")
-        m = {"round": r, **progress["generate"], **evaluate_round(cfg, workdir, r),
+        t = time.perf_counter()
+        evaluation = evaluate_round(cfg, workdir, r)
+        timing = {k: progress.get(k) for k in ("sft_s", "ppm_s")}
+        eval_s = round(time.perf_counter() - t, 1)
+        m = {"round": r, **progress["generate"], **evaluation, **timing, "eval_s": eval_s,
              "ppm_pair_acc": ppm_metrics.get("pair_acc"),
              "value_mode": spec.value_mode, "rollouts": spec.rollouts,
-             "wall_s": round(time.perf_counter() - t0 + progress.get("wall_before_s", 0), 1)}
+             # Summed over the round's steps, so a resumed round reports its full cost.
+             "wall_s": round(progress["generate"]["generate_s"] + (timing["sft_s"] or 0)
+                             + (timing["ppm_s"] or 0) + eval_s, 1)}
         _save(metrics_file, m)
         write_summary(workdir, n_rounds)
     return write_summary(workdir, n_rounds)
