@@ -24,17 +24,36 @@ def round_dir(workdir: str | Path, r: int) -> Path:
     return Path(workdir) / f"round-{r}"
 
 
-def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec) -> list[Problem]:
-    """Round r's problems: its own generated mix (harder as rounds go), or the first N of
-    ``data``."""
+def difficulty_classes(shard_dir: str | Path) -> dict[str, str]:
+    """SPEC §4's class of every searched problem (escalated trees ``<id>#x64`` count with their
+    problem): easy (every trajectory correct), medium (mixed), hard (none correct)."""
+    cols = ["problem_id", "terminal", "exec_ok", "correct"]
+    verdicts: dict[str, list[bool]] = {}
+    for row in shards.read_table(shard_dir, cols).to_pylist():
+        v = verdicts.setdefault(row["problem_id"].split("#")[0], [])
+        if row["terminal"] and row["exec_ok"] and row["correct"] is not None:
+            v.append(bool(row["correct"]))
+    return {pid: "easy" if v and all(v) else "medium" if any(v) else "hard"
+            for pid, v in verdicts.items()}
+
+
+def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec,
+               workdir: str | Path | None = None) -> list[Problem]:
+    """Round r's problems. arith: a fresh generated mix, harder as rounds go (the schedule's
+    difficulties). math: the first N problems of ``data`` that the previous round did not find
+    easy — a problem every trajectory already solved teaches nothing new, so the pool moves
+    toward the medium and hard ones as rounds go."""
     if cfg.domain == "arith":
         from rstar.domains.arith import generate
 
         return generate(spec.problems, cfg.seed * 100 + r, spec.difficulties, prefix=f"r{r}")
     from rstar.data import load_benchmark, load_jsonl
 
-    # As in the paper, every round searches the same pool again (the first N problems).
     pool = load_jsonl(cfg.data) if cfg.data.endswith(".jsonl") else load_benchmark(cfg.data)
+    prev = round_dir(workdir, r - 1) / "shards" if workdir is not None and r > 1 else None
+    if prev is not None and prev.is_dir():
+        easy = {pid for pid, c in difficulty_classes(prev).items() if c == "easy"}
+        pool = [p for p in pool if p.id not in easy]
     return pool[: spec.problems]
 
 
@@ -68,7 +87,7 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
     policy = dataclasses.replace(policy, temperature=spec.temperature)
     gcfg = dataclasses.replace(cfg.generate, round=r, mcts=mcts, policy=policy, ppm=ppm,
                                domain=cfg.domain)
-    pool = round_pool(cfg, r, spec)
+    pool = round_pool(cfg, r, spec, workdir)
     summary = run_generate(gcfg, rd, show_progress, problems=pool)
     scored = summary.get("ppm_scored", 0)
     # Round 4's escalation: problems no trajectory solved get more rollouts with new seeds. Their
@@ -85,11 +104,11 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
         extra_run = run_generate(dataclasses.replace(gcfg, mcts=emcts), rd, show_progress,
                                  problems=todo)
         scored += extra_run.get("ppm_scored", 0)
-    table = shards.read_table(rd / "shards", ["problem_id", "terminal", "correct"]).to_pylist()
-    ids = {row["problem_id"].split("#")[0] for row in table}
-    solved = {row["problem_id"].split("#")[0] for row in table
-              if row["terminal"] and row["correct"]}
-    return {"train_problems": len(ids), "train_solved_frac": len(solved) / max(1, len(ids)),
+    classes = list(difficulty_classes(rd / "shards").values())
+    n = max(1, len(classes))
+    return {"train_problems": len(classes),
+            "train_solved_frac": sum(c != "hard" for c in classes) / n,
+            "difficulty": {c: classes.count(c) for c in ("easy", "medium", "hard")},
             "ppm_scored_steps": scored}
 
 

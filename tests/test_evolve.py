@@ -106,3 +106,32 @@ def test_bad_input_errors_name_the_thing(run, tmp_path):
     (bad / "shards" / "part-corrupt.parquet").write_bytes(b"not parquet at all")
     p = rstar("train-ppm", "--workdir", bad)
     assert p.returncode == 2 and "part-corrupt.parquet" in p.stderr
+
+
+def test_math_pool_drops_what_the_previous_round_found_easy(tmp_path):
+    from rstar.config import EvolveConfig, RoundSpec
+    from rstar.evolve import difficulty_classes, round_dir, round_pool
+    from rstar.shards import write_trees
+    from tree.node import Tree
+
+    data = tmp_path / "pool.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(6)))
+    trees = []
+    # load_jsonl names problems <file stem>/<line>.
+    for pid, verdicts in {"pool/1": [True, True], "pool/2": [True, False], "pool/3": [False],
+                          "pool/4": [True]}.items():
+        t = Tree(pid, "q")
+        for v in verdicts:
+            n = t.add(t.root, "step")
+            n.terminal, n.correct = True, v
+        trees.append(t)
+    shard_dir = round_dir(tmp_path, 1) / "shards"
+    shard_dir.mkdir(parents=True)
+    write_trees(shard_dir / "r1.parquet", trees, round=1)
+    assert difficulty_classes(shard_dir) == {"pool/1": "easy", "pool/2": "medium",
+                                             "pool/3": "hard", "pool/4": "easy"}
+    cfg = EvolveConfig(domain="math", data=str(data))
+    spec = RoundSpec(problems=3)
+    assert [p.id for p in round_pool(cfg, 1, spec, tmp_path)] == ["pool/1", "pool/2", "pool/3"]
+    assert [p.id for p in round_pool(cfg, 2, spec, tmp_path)] == ["pool/2", "pool/3", "pool/5"]
