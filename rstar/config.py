@@ -218,6 +218,11 @@ class PolicyTrainConfig:
     factory into WORKDIR/base on first use."""
     top_k: int = 2
     """Correct trajectories per problem kept for SFT (SPEC §4: 2)."""
+    replay_ratio: float = 2.0
+    """``rstar evolve`` with ``policy_init: previous``: SFT examples of earlier rounds mixed into
+    a round's SFT, sampled at random, up to this multiple of the round's own count (0: none).
+    Continuing from the previous policy on a small round alone forgets what earlier rounds
+    taught; the paper (``policy_init: base``, every round a full dataset) needs no replay."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     eval_problems: int = 100

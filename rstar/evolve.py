@@ -180,7 +180,10 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
                 pt.train, epochs=spec.sft_epochs or pt.train.epochs,
                 lr=spec.sft_lr or pt.train.lr))
             try:
-                train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd))
+                replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
+                          if cfg.policy_init == "previous" else [])
+                train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd),
+                             replay_dirs=replay)
             except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
                 _carry_over(init, rd / "policy", str(e))
             progress["sft_s"] = round(time.perf_counter() - t, 1)

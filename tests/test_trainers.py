@@ -146,3 +146,26 @@ def test_missing_checkpoint_is_a_clear_error(round_dir, tmp_path):
     cfg = dataclasses.replace(PPMTrainConfig(), init_model=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="nope"):
         train_ppm(cfg, round_dir)
+
+
+def test_replay_mixes_earlier_rounds_and_keeps_their_trees_apart(round_dir, tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from rstar import shards
+    from trainers.sft import sft_dataset
+
+    # An "earlier round" that searched the very same problems: same ids, round 0.
+    table = shards.read_table(round_dir / "shards")
+    prev = tmp_path / "round-0" / "shards"
+    prev.mkdir(parents=True)
+    table = table.set_column(table.schema.get_field_index("round"), "round",
+                             pc.multiply(table["round"], 0))
+    pq.write_table(table, prev / "part-0.parquet")
+    own = sft_dataset(str(round_dir / "shards"), 2).count()
+    assert own > 0 and sft_dataset([str(round_dir / "shards"), str(prev)], 2).count() == 2 * own
+
+    cfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0, replay_ratio=0.5,
+                            train=TrainConfig(epochs=1, batch_size=16, micro_batch_size=16))
+    m = train_policy(cfg, round_dir, out_dir=str(tmp_path / "policy"), replay_dirs=[str(prev)])
+    assert 0 < m["replayed_examples"] <= own and m["examples"] == own + m["replayed_examples"]

@@ -62,8 +62,9 @@ def check_shards(files: list[str]) -> None:
             raise ValueError(f"shard {f} lacks columns {sorted(need - names)}")
 
 
-def map_trees(shard_dir: str, fn: Callable, fn_kwargs: dict):
-    """Ray Data: read a round's shards, gather each problem's rows, apply ``fn`` per tree.
+def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
+    """Ray Data: read one or several rounds' shards, gather each tree's rows (keyed by round and
+    problem id, so one problem searched in two rounds stays two trees), apply ``fn`` per tree.
 
     Few partitions: the data is small per round and each shuffle partition costs a task (Ray's
     default of 200 takes tens of seconds on a laptop); a tree never spans shard files anyway.
@@ -78,13 +79,15 @@ def map_trees(shard_dir: str, fn: Callable, fn_kwargs: dict):
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
-    files = shard_files(shard_dir)
+    dirs = [shard_dir] if isinstance(shard_dir, str) else list(shard_dir)
+    files = [f for d in dirs for f in shard_files(d)]
     if not files:
-        raise FileNotFoundError(f"no shards in {shard_dir} (run rstar generate first)")
+        raise FileNotFoundError(f"no shards in {', '.join(map(str, dirs))} (run rstar generate "
+                                f"first)")
     check_shards(files)
     ds = ray.data.read_parquet(files)
     parts = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
-    return ds.groupby("problem_id", num_partitions=parts).map_groups(
+    return ds.groupby(["round", "problem_id"], num_partitions=parts).map_groups(
         fn, batch_format="pyarrow", fn_kwargs=fn_kwargs)
 
 

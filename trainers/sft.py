@@ -146,8 +146,11 @@ def train_fn(config: dict) -> None:
 
 
 def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
-                 out_dir: str | None = None) -> dict:
-    """SFT on ``WORKDIR/shards`` → ``WORKDIR/policy`` (+ ``train_metrics.json``); returns metrics."""
+                 out_dir: str | None = None, replay_dirs: list[str] = ()) -> dict:
+    """SFT on ``WORKDIR/shards`` → ``WORKDIR/policy`` (+ ``train_metrics.json``); returns metrics.
+
+    ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
+    ``cfg.replay_ratio`` times this round's count, is mixed in."""
     from trainers.common import NoTrainingData, export_checkpoint, run_job, storage_path
     from trainers.tiny_model import make_tiny_model
 
@@ -162,6 +165,15 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     n = examples.count()
     if n == 0:
         raise NoTrainingData(f"{shard_dir}: no correct trajectory to train on")
+    replayed = 0
+    if replay_dirs and cfg.replay_ratio > 0:
+        old = sft_dataset(list(replay_dirs), cfg.top_k).materialize()
+        k, want = old.count(), cfg.replay_ratio * n
+        if k > want:
+            old = old.random_sample(want / k, seed=tc.seed).materialize()
+        replayed = old.count()
+        examples = examples.union(old).materialize()
+        n += replayed
     result = run_job(train_fn, {"train": asdict(tc), "base_model": base, "n_examples": n,
                                 "fmt": cfg.format},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
@@ -169,7 +181,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
                      name="policy-sft")
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
-    metrics.update(examples=n, base_model=base, problems=len(set(examples.unique("problem_id"))))
+    metrics.update(examples=n, replayed_examples=replayed, base_model=base,
+                   problems=len(set(examples.unique("problem_id"))))
     if cfg.eval_problems > 0:
         from rstar.evaluate import greedy_accuracy
 
