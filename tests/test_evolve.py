@@ -49,6 +49,21 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
         assert (rd / "policy" / "config.json").exists() and (rd / "ppm" / "config.json").exists()
 
 
+def test_unsolved_problems_are_escalated_to_more_rollouts(run):
+    from rstar import shards
+
+    rows = shards.read_table(run / "round-2" / "shards",
+                             ["problem_id", "terminal", "correct"]).to_pylist()
+    base = {r["problem_id"] for r in rows if "#" not in r["problem_id"]}
+    solved = {r["problem_id"] for r in rows if r["terminal"] and r["correct"]}
+    escalated = {r["problem_id"] for r in rows if "#" in r["problem_id"]}
+    assert len(base) == 12
+    # Exactly the problems the 4-rollout search left unsolved got an 8-rollout tree.
+    assert escalated == {f"{p}#x8" for p in base - solved}
+    metrics = json.loads((run / "round-2" / "metrics.json").read_text())
+    assert sum(metrics["difficulty"].values()) == 12
+
+
 def test_resume_redoes_only_the_unfinished_step(run, tmp_path):
     d = tmp_path / "copy"
     shutil.copytree(run, d)
