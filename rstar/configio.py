@@ -16,8 +16,12 @@ class ConfigError(ValueError):
 # -- loading ---------------------------------------------------------------------------------
 
 
-def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass ``cls`` from nested dicts, checking keys and types."""
+def from_dict(cls: type, data: Any, where: str = "", base: Any = None) -> Any:
+    """Build dataclass ``cls`` from nested dicts, checking keys and types.
+
+    Keys not given keep ``base``'s values (for a nested section: its parent field's default,
+    so ``ppm_train: {train: {lr: 1e-4}}`` keeps the PPM's own epochs and batch size rather
+    than ``TrainConfig``'s class defaults)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -28,8 +32,23 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
             f"unknown key {_join(where, unknown[0])!r} (known under {where or 'top level'}: "
             f"{', '.join(sorted(names))})"
         )
-    kwargs = {k: _coerce(hints[k], v, _join(where, k)) for k, v in data.items()}
-    return cls(**kwargs)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            kwargs[k] = from_dict(hints[k], v, _join(where, k), _default_of(fields[k], base))
+        else:
+            kwargs[k] = _coerce(hints[k], v, _join(where, k))
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def _default_of(f: dataclasses.Field, base: Any) -> Any:
+    """The value a nested section starts from: the enclosing object's, else the field default."""
+    if base is not None:
+        return getattr(base, f.name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: dict | None = None) -> Any:

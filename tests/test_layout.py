@@ -80,3 +80,17 @@ def test_every_shipped_config_loads():
     assert big.policy_train.train.lr == 7e-6 and big.engine.kind == "vllm"
     assert [s.rollouts for s in big.schedule] == [8, 16, 16, 16]
     assert [s.value_mode for s in big.schedule] == ["terminal", "terminal", "ppm", "ppm"]
+
+
+def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path):
+    from rstar.config import EvolveConfig, PPMTrainConfig, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text("ppm_train:\n  train: {lr: 1e-4}\nengine: {max_tokens: 32}\n")
+    cfg = load_config(EvolveConfig, f)
+    ppm_default = PPMTrainConfig().train
+    assert cfg.ppm_train.train.lr == 1e-4
+    # The PPM's own epochs and batch, not TrainConfig's class defaults.
+    assert (cfg.ppm_train.train.epochs, cfg.ppm_train.train.batch_size) == (
+        ppm_default.epochs, ppm_default.batch_size) != (6, 16)
+    assert cfg.engine.kind == EvolveConfig().engine.kind == "hf" and cfg.engine.max_tokens == 32
