@@ -207,7 +207,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
              "ppm_pair_acc": ppm_metrics.get("pair_acc"),
              "value_mode": spec.value_mode, "rollouts": spec.rollouts,
              # Summed over the round's steps, so a resumed round reports its full cost.
-             "wall_s": round(progress["generate"]["generate_s"] + (timing["sft_s"] or 0)
+             "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)
                              + (timing["ppm_s"] or 0) + eval_s, 1)}
         _save(metrics_file, m)
         write_summary(workdir, n_rounds)
