@@ -26,11 +26,17 @@ def _sandbox(sandbox_cfg):
 
 def _run(problems, cfg: MCTSConfig, policy, fmt, sandbox, scorer=None, gold=True, domain="arith",
          tag: str = "") -> list[Tree]:
+    return _run_many([(p, cfg, tag) for p in problems], policy, fmt, sandbox, scorer, gold,
+                     domain)
+
+
+def _run_many(jobs, policy, fmt, sandbox, scorer=None, gold=True, domain="arith") -> list[Tree]:
+    """One batched pass over (problem, config, id tag) jobs; their trees in job order."""
     verifier = verifier_for(domain)
     searches = [TreeSearch(p.id + tag, p.question, p.answer if gold else None, verifier, cfg, fmt)
-                for p in problems]
+                for p, cfg, tag in jobs]
     done = {s.tree.problem_id: s.tree for s in run_batched(searches, policy, sandbox, scorer)}
-    return [done[p.id + tag] for p in problems]
+    return [done[p.id + tag] for p, _, tag in jobs]
 
 
 def greedy_solve(policy, problems, fmt, sandbox_cfg, domain: str = "arith",
@@ -44,14 +50,13 @@ def greedy_solve(policy, problems, fmt, sandbox_cfg, domain: str = "arith",
 def sample_trajectories(policy, problems, n: int, fmt, sandbox, domain="arith",
                         max_depth: int = 16, seed: int = 0) -> list[list]:
     """``n`` independent sampled trajectories per problem: their terminal nodes (None if none)."""
-    out: list[list] = [[] for _ in problems]
-    for k in range(n):
-        cfg = MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth, seed=seed * 1000 + k)
-        for i, t in enumerate(_run(problems, cfg, policy, fmt, sandbox, domain=domain,
-                                   tag=f"#s{k}")):
-            ends = t.terminals()
-            out[i].append(ends[0] if ends else None)
-    return out
+    # All n samples of all problems in one pass, so the engine sees n times fuller batches.
+    cfgs = [MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth, seed=seed * 1000 + k)
+            for k in range(n)]
+    trees = _run_many([(p, cfgs[k], f"#s{k}") for p in problems for k in range(n)], policy, fmt,
+                      sandbox, domain=domain)
+    ends = [t.terminals() for t in trees]
+    return [[e[0] if e else None for e in ends[i * n:(i + 1) * n]] for i in range(len(problems))]
 
 
 def majority(answers: list[str | None]) -> str | None:

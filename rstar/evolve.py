@@ -18,6 +18,7 @@ from pathlib import Path
 from rstar import shards
 from rstar.config import EngineConfig, EvolveConfig, GenerateConfig, RoundSpec
 from rstar.data import Problem
+from tree.extract import classify
 
 
 def round_dir(workdir: str | Path, r: int) -> Path:
@@ -33,8 +34,7 @@ def difficulty_classes(shard_dir: str | Path) -> dict[str, str]:
         v = verdicts.setdefault(row["problem_id"].split("#")[0], [])
         if row["terminal"] and row["exec_ok"] and row["correct"] is not None:
             v.append(bool(row["correct"]))
-    return {pid: "easy" if v and all(v) else "medium" if any(v) else "hard"
-            for pid, v in verdicts.items()}
+    return {pid: classify(v) for pid, v in verdicts.items()}
 
 
 def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec,
@@ -93,9 +93,7 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
     # Round 4's escalation: problems no trajectory solved get more rollouts with new seeds. Their
     # trees are stored as separate problems ("<id>#x64"), so every tree stays intact.
     for k, extra in enumerate(spec.escalate):
-        table = shards.read_table(rd / "shards", ["problem_id", "terminal", "correct"]).to_pylist()
-        solved = {row["problem_id"].split("#")[0] for row in table
-                  if row["terminal"] and row["correct"]}
+        solved = {pid for pid, c in difficulty_classes(rd / "shards").items() if c != "hard"}
         todo = [dataclasses.replace(p, id=f"{p.id}#x{extra}") for p in pool
                 if p.id not in solved]
         if not todo:

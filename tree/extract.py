@@ -54,7 +54,11 @@ def trajectories(tree: Tree) -> list[Trajectory]:
 
 def difficulty(tree: Tree) -> Difficulty:
     """easy: every trajectory correct; medium: mixed; hard: none correct (or none at all)."""
-    verdicts = [t.correct for t in trajectories(tree)]
+    return classify([t.correct for t in trajectories(tree)])
+
+
+def classify(verdicts: list[bool]) -> Difficulty:
+    """The difficulty class of a problem whose trajectories got these verdicts."""
     if verdicts and all(verdicts):
         return "easy"
     return "medium" if any(verdicts) else "hard"
