@@ -64,9 +64,12 @@ class ScriptedTeacher:
                 expr = _wrong_operand(expr, rng)
             elif slip == "operator":
                 expr = _wrong_operator(expr, rng)
-            # The comment restates the sentence being worked on: the step's reasoning, and how
-            # a reader (or the teacher itself) tells which operation a step implements.
-            body = f"# Step {k}: {op.sentence}\n{var} = {expr}"
+            # The comment cites the clause it works on, "(n)", and restates it: the step's
+            # reasoning, and how a reader (or the teacher itself) tells which operation a step
+            # implements. Citing makes a skipped clause visible in the step itself ("Step 2:
+            # (3)"); without the number, telling a skip needs a two-hop lookup in the question,
+            # which the 1M PPM never learned (48% held-out pair accuracy on skips).
+            body = f"# Step {k}: ({nxt + 1}) {op.sentence}\n{var} = {expr}"
             end = fmt.step_end
         if slip == "syntax":
             body = _syntax_slip(body, var, rng)
