@@ -65,7 +65,9 @@ def _train(args: argparse.Namespace) -> int:
         init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
         metrics = train_ppm(cfg, args.workdir)
         print(f"\nppm: {args.workdir}/ppm  held-out pairwise accuracy {metrics['pair_acc']:.1%} "
-              f"({metrics['heldout_pairs']} pairs)  train {metrics['train_texts_per_s']:.0f} texts/s")
+              f"({metrics['heldout_pairs']} pairs; sibling steps {metrics['pair_acc_step']:.1%}, "
+              f"whole trajectories {metrics['pair_acc_final']:.1%})  "
+              f"train {metrics['train_texts_per_s']:.0f} texts/s")
     print(json.dumps(metrics, default=str))
     return 0
 

@@ -57,7 +57,9 @@ def markdown(res: dict) -> str:
     rows = [("greedy pass@1", res["greedy_acc"]), (f"maj@{n}", res["maj_acc"])]
     if "search_acc" in res:
         rows += [(f"best-of-{n} (PPM as outcome model)", res["best_of_n_acc"]),
-                 (f"MCTS + PPM, {n} trajectories ({res['select']})", res["search_acc"])]
+                 (f"MCTS + PPM, {n} trajectories, PPM's best", res["search_acc_ppm_best"]),
+                 (f"MCTS + PPM, {n} trajectories, vote of PPM's top 4",
+                  res["search_acc_ppm_vote"])]
     lines = [f"**{res.get('benchmark') or 'data'}** — {res['problems']} problems, policy "
              f"`{res['policy']}`, PPM `{res.get('ppm')}`", "", "| method | accuracy |",
              "|---|---|"]

@@ -87,16 +87,24 @@ def test_time_search(policy, scorer, problems, fmt, sandbox, n: int, candidates:
                      max_depth: int = 16, seed: int = 0) -> list[str | None]:
     """PPM-guided MCTS without ground truth until ``n`` trajectories end in an answer (or the
     rollout budget is spent); the PPM picks the answer (SPEC §3)."""
+    found = search_answers(policy, scorer, problems, fmt, sandbox, n, candidates, rollouts,
+                           domain, max_depth, seed)
+    return [ppm_select(ends, scores, select) for ends, scores in found]
+
+
+def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
+                   rollouts: int, domain="arith", max_depth: int = 16, seed: int = 0) -> list:
+    """Per problem, the answered terminals of its test-time search tree and their PPM scores
+    (so several selection rules can be applied to one search)."""
     cfg = MCTSConfig(rollouts=rollouts, candidates=candidates, value_mode="ppm",
                      max_trajectories=n, max_depth=max_depth, seed=seed)
     trees = _run(problems, cfg, policy, fmt, sandbox, scorer, gold=False, domain=domain,
                  tag="#tts")
-    answers = []
+    out = []
     for t in trees:
         ends = [e for e in t.terminals() if e.answer is not None]
-        answers.append(ppm_select(ends, [e.prior if e.prior is not None else -1.0 for e in ends],
-                                  select))
-    return answers
+        out.append((ends, [e.prior if e.prior is not None else -1.0 for e in ends]))
+    return out
 
 
 def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candidates: int = 4,
@@ -125,9 +133,13 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 scores = [next(vals) if e is not None else -1.0 for e in ends]
                 best.append(ppm_select(ends, scores, "ppm_best"))
             out["best_of_n_acc"] = acc(best)
-            out["search_acc"] = acc(test_time_search(
-                policy, scorer, problems, fmt, sb, n, candidates, rollouts, select, domain,
-                max_depth, seed))
+            found = search_answers(policy, scorer, problems, fmt, sb, n, candidates, rollouts,
+                                   domain, max_depth, seed)
+            # Both selection rules on the same trees: with a weak PPM, voting among its top
+            # picks is more robust than its single best (reported side by side).
+            for rule in ("ppm_best", "ppm_vote"):
+                out[f"search_acc_{rule}"] = acc([ppm_select(e, sc, rule) for e, sc in found])
+            out["search_acc"] = out[f"search_acc_{select}"]
             out["select"] = select
     return out
 

@@ -124,6 +124,8 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
                    domain=cfg.domain, seed=e.seed)
     return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
             "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
+            "search_acc_ppm_best": out["search_acc_ppm_best"],
+            "search_acc_ppm_vote": out["search_acc_ppm_vote"],
             "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"]}
 
 
@@ -189,7 +191,9 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
         if not (rd / "ppm" / "train_metrics.json").exists():
             t = time.perf_counter()
             try:
-                train_ppm(cfg.ppm_train, str(rd))
+                replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
+                          if cfg.ppm_train.replay else [])
+                train_ppm(cfg.ppm_train, str(rd), replay_dirs=replay)
             except NoTrainingData as e:
                 if r == 1:
                     raise
@@ -203,6 +207,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
         eval_s = round(time.perf_counter() - t, 1)
         m = {"round": r, **progress["generate"], **evaluation, **timing, "eval_s": eval_s,
              "ppm_pair_acc": ppm_metrics.get("pair_acc"),
+             "ppm_pair_acc_step": ppm_metrics.get("pair_acc_step"),
+             "ppm_pair_acc_final": ppm_metrics.get("pair_acc_final"),
              "value_mode": spec.value_mode, "rollouts": spec.rollouts,
              # Summed over the round's steps, so a resumed round reports its full cost.
              "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)

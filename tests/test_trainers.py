@@ -17,7 +17,7 @@ from rstar.config import (GenerateConfig, PolicyTrainConfig, PPMTrainConfig, Tra
                           WorkerConfig)
 from rstar.generate import run_generate  # noqa: E402
 from test_extract import build  # noqa: E402
-from trainers.ppm import group_loss_and_hits, pair_groups, train_ppm  # noqa: E402
+from trainers.ppm import group_loss_and_hits, pair_dataset, pair_groups, train_ppm  # noqa: E402
 from trainers.sft import encode_example, train_policy  # noqa: E402
 from trainers.tiny_model import make_tiny_model  # noqa: E402
 from tree.mcts import MCTSConfig  # noqa: E402
@@ -131,7 +131,7 @@ def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
                              train=TrainConfig(epochs=2, lora=True, lora_r=4))
     train_policy(pcfg, round_dir)
     assert not (round_dir / "policy" / "adapter_config.json").exists()  # merged at save
-    cfg = PPMTrainConfig(holdout_frac=0.2, train=TrainConfig(epochs=2, lr=1e-3))
+    cfg = PPMTrainConfig(holdout_frac=0.2, min_steps=0, train=TrainConfig(epochs=2, lr=1e-3))
     m = train_ppm(cfg, round_dir)
     assert m["heldout_pairs"] > 0 and 0 <= m["pair_acc"] <= 1 and m["positions"] > 0
     saved = json.loads((round_dir / "ppm" / "train_metrics.json").read_text())
@@ -140,6 +140,27 @@ def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
     a, b = HFScoreEngine(round_dir / "ppm"), HFScoreEngine(round_dir / "ppm")
     assert a.score(texts) == b.score(texts)
     assert a.model.config.num_labels == 1 and a.model.config.pad_token_id is not None
+
+
+def test_ppm_replay_fills_a_small_round_and_min_steps_raises_epochs(round_dir, tmp_path):
+    d = tmp_path / "round-2"
+    gen = GenerateConfig(problems=12, seed=11, mcts=MCTSConfig(rollouts=8, candidates=4),
+                         workers=WorkerConfig(flush_s=0.5))
+    assert run_generate(gen, d, show_progress=False)["missing"] == 0
+    own = pair_dataset(str(d / "shards"), 2, 0.2, FMT).filter(lambda r: not r["heldout"]).count()
+    pool = pair_dataset(str(round_dir / "shards"), 2, 0.2, FMT).filter(
+        lambda r: not r["heldout"]).count()
+    assert 0 < own and own + 20 < pool
+    cfg = PPMTrainConfig(init_model=str(round_dir / "base"), holdout_frac=0.2,
+                         max_positions=own + 20, min_steps=10,
+                         train=TrainConfig(epochs=1, batch_size=16, micro_batch_size=16))
+    m = train_ppm(cfg, d, replay_dirs=[str(round_dir / "shards")])
+    # All of this round's positions, topped up with a sample of the earlier round's.
+    assert m["positions"] - m["replayed_positions"] == own
+    assert 0 < m["replayed_positions"] < pool
+    assert m["epochs"] == round(10 * 16 / m["positions"]) > 1 and m["steps"] >= 6
+    assert m["heldout_pairs_step"] + m["heldout_pairs_final"] == m["heldout_pairs"] > 0
+    assert 0 <= m["pair_acc_step"] <= 1 and 0 <= m["pair_acc_final"] <= 1
 
 
 def test_missing_checkpoint_is_a_clear_error(round_dir, tmp_path):

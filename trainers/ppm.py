@@ -33,7 +33,8 @@ def pair_groups(tree, per_side: int = 2) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for p in preference_pairs(tree, per_side=per_side):
         key = (p["kind"], tuple(p["prefix"]))
-        g = groups.setdefault(key, {"prefix": p["prefix"], "pos": [], "neg": [], "combos": []})
+        g = groups.setdefault(key, {"kind": p["kind"], "prefix": p["prefix"], "pos": [],
+                                    "neg": [], "combos": []})
         for side, steps in (("pos", p["pos"]), ("neg", p["neg"])):
             if steps not in g[side]:
                 g[side].append(steps)
@@ -46,10 +47,11 @@ def ppm_group(batch, per_side: int = 2, holdout_frac: float = 0.05,
     """Ray Data ``map_groups`` body: one problem's rows → one row per step position."""
     (tree,) = from_rows(batch.to_pylist())
     held = is_heldout(tree.problem_id, holdout_frac)
-    out: dict[str, list] = {"problem_id": [], "heldout": [], "pos_texts": [], "neg_texts": [],
-                            "combos": []}
+    out: dict[str, list] = {"problem_id": [], "heldout": [], "kind": [], "pos_texts": [],
+                            "neg_texts": [], "combos": []}
     for g in pair_groups(tree, per_side):
         out["problem_id"].append(tree.problem_id)
+        out["kind"].append(g["kind"])
         out["heldout"].append(held)
         out["pos_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["pos"]])
         out["neg_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["neg"]])
@@ -99,6 +101,26 @@ def group_loss_and_hits(model, tok, groups: list[dict], device) -> tuple:
     return torch.stack(losses).mean(), hits, n
 
 
+def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
+    """Pairwise accuracy on held-out positions, overall and per pair kind: "step" (sibling steps)
+    and "final" (whole trajectories), which differ a lot in how hard they are to judge."""
+    import torch
+
+    hits: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    with torch.no_grad():
+        for g in groups:
+            _, h, n = group_loss_and_hits(model, tok, [g], device)
+            hits[g["kind"]] = hits.get(g["kind"], 0) + h
+            seen[g["kind"]] = seen.get(g["kind"], 0) + n
+    n_all = sum(seen.values())
+    out = {"pair_acc": sum(hits.values()) / max(1, n_all), "heldout_pairs": n_all}
+    for kind in ("step", "final"):
+        out[f"pair_acc_{kind}"] = hits.get(kind, 0) / max(1, seen.get(kind, 0))
+        out[f"heldout_pairs_{kind}"] = seen.get(kind, 0)
+    return out
+
+
 def train_fn(config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -142,12 +164,7 @@ def train_fn(config: dict) -> None:
     metrics = {"train_loss": meter.last_loss(), "steps": stepper.steps,
                "train_texts_per_s": meter.rate(world)}
     model.eval()
-    with torch.no_grad():
-        h_all = n_all = 0
-        for b in config["heldout"]:
-            _, h, n = group_loss_and_hits(model, tok, [b], device)
-            h_all, n_all = h_all + h, n_all + n
-    metrics.update(pair_acc=h_all / max(1, n_all), heldout_pairs=n_all)
+    metrics.update(heldout_accuracy(model, tok, config["heldout"], device))
 
     def save(d: str) -> None:
         unwrap(model).save_pretrained(d, safe_serialization=True)
@@ -158,8 +175,13 @@ def train_fn(config: dict) -> None:
 
 
 def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
-              out_dir: str | None = None) -> dict:
-    """Pairs from ``WORKDIR/shards``, init from ``WORKDIR/policy`` → ``WORKDIR/ppm``."""
+              out_dir: str | None = None, replay_dirs: list[str] = ()) -> dict:
+    """Pairs from ``WORKDIR/shards``, init from ``WORKDIR/policy`` → ``WORKDIR/ppm``.
+
+    ``replay_dirs``: earlier rounds' shards; a random sample of their training positions fills
+    the set up to ``cfg.max_positions`` (their held-out problems join the held-out set)."""
+    import dataclasses
+
     from trainers.common import NoTrainingData, export_checkpoint, run_job, storage_path
     from trainers.sft import write_metrics
 
@@ -167,23 +189,32 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     shard_dir = shard_dir or f"{workdir}/shards"
     out_dir = out_dir or f"{workdir}/ppm"
     init = cfg.init_model or f"{workdir}/policy"
-    pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, cfg.format)
+    pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, cfg.format)  # checks shards
     if "://" not in init and not Path(init, "config.json").exists():
         raise FileNotFoundError(f"PPM init checkpoint not found: {init} (run train-policy "
                                 f"first, or set init_model)")
     tc = cfg.train
     groups = pairs.materialize()
-    train = groups.filter(lambda r: not r["heldout"])
-    if cfg.max_positions:
-        n_all = train.count()
-        if n_all > cfg.max_positions:
-            train = train.random_sample(cfg.max_positions / n_all, seed=tc.seed)
-    train = train.materialize()
+    train = _sample(groups.filter(lambda r: not r["heldout"]), cfg.max_positions, tc.seed)
     heldout = groups.filter(lambda r: r["heldout"]).take_all()
-    n_train = train.count()
-    if n_train == 0:
+    n_own = train.count()
+    if n_own == 0:
         raise NoTrainingData(f"{shard_dir}: no preference pairs (no problem has both correct "
                              f"and wrong trajectories)")
+    replayed = 0
+    if replay_dirs and (not cfg.max_positions or n_own < cfg.max_positions):
+        old = pair_dataset(list(replay_dirs), cfg.per_side, cfg.holdout_frac,
+                           cfg.format).materialize()
+        room = cfg.max_positions - n_own if cfg.max_positions else 0
+        extra = _sample(old.filter(lambda r: not r["heldout"]), room, tc.seed)
+        replayed = extra.count()
+        train = train.union(extra).materialize()
+        heldout += old.filter(lambda r: r["heldout"]).take_all()
+    n_train = n_own + replayed
+    # A fresh scalar head needs a few hundred optimizer steps; a small round gets more epochs
+    # (rounded: a sample that fell a few positions short of the cap must not double the job).
+    epochs = max(tc.epochs, round(cfg.min_steps * tc.batch_size / n_train))
+    tc = dataclasses.replace(tc, epochs=epochs)
     result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
                                 "heldout": heldout},
                      {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
@@ -191,6 +222,15 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                      name="ppm")
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
-    metrics.update(positions=n_train, heldout_positions=len(heldout), init_model=init)
+    metrics.update(positions=n_train, replayed_positions=replayed, epochs=epochs,
+                   heldout_positions=len(heldout), init_model=init)
     write_metrics(out_dir, metrics)
     return metrics
+
+
+def _sample(ds, cap: int, seed: int):
+    """At most about ``cap`` rows of ``ds``, drawn at random (0: all)."""
+    n = ds.count()
+    if cap and n > cap:
+        ds = ds.random_sample(cap / n, seed=seed)
+    return ds.materialize()
