@@ -13,6 +13,7 @@ from typing import Any, Literal
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key (dotted path) and the file."""
 
+
 # -- loading ---------------------------------------------------------------------------------
 
 
@@ -25,14 +26,13 @@ def from_dict(cls: type, data: Any, where: str = "", base: Any = None) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
             f"unknown key {_join(where, unknown[0])!r} (known under {where or 'top level'}: "
-            f"{', '.join(sorted(names))})"
+            f"{', '.join(sorted(fields))})"
         )
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in data.items():
         if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):

@@ -82,20 +82,11 @@ def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
     return majority([ends[i].answer for _, i in ranked[:4]])
 
 
-def test_time_search(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
-                     rollouts: int, select: Select = "ppm_best", domain="arith",
-                     max_depth: int = 16, seed: int = 0) -> list[str | None]:
-    """PPM-guided MCTS without ground truth until ``n`` trajectories end in an answer (or the
-    rollout budget is spent); the PPM picks the answer (SPEC §3)."""
-    found = search_answers(policy, scorer, problems, fmt, sandbox, n, candidates, rollouts,
-                           domain, max_depth, seed)
-    return [ppm_select(ends, scores, select) for ends, scores in found]
-
-
 def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
                    rollouts: int, domain="arith", max_depth: int = 16, seed: int = 0) -> list:
-    """Per problem, the answered terminals of its test-time search tree and their PPM scores
-    (so several selection rules can be applied to one search)."""
+    """Test-time search (SPEC §3): PPM-guided MCTS without ground truth until ``n`` trajectories
+    end in an answer (or the rollout budget is spent). Per problem, the answered terminals and
+    their PPM scores, for ``ppm_select`` (so several selection rules apply to one search)."""
     cfg = MCTSConfig(rollouts=rollouts, candidates=candidates, value_mode="ppm",
                      max_trajectories=n, max_depth=max_depth, seed=seed)
     trees = _run(problems, cfg, policy, fmt, sandbox, scorer, gold=False, domain=domain,

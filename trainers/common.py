@@ -91,6 +91,15 @@ def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
         fn, batch_format="pyarrow", fn_kwargs=fn_kwargs)
 
 
+def sample_at_most(ds, cap: float, seed: int):
+    """About ``cap`` rows of Ray Dataset ``ds`` drawn at random, materialized (0: all of it)."""
+    ds = ds.materialize()  # once: counting a lazy pipeline would run it a second time
+    n = ds.count()
+    if cap and n > cap:
+        ds = ds.random_sample(cap / n, seed=seed).materialize()
+    return ds
+
+
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     """Linear warm-up then linear decay to zero (the paper's schedule, plus a short warm-up)."""
 

@@ -182,7 +182,8 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     the set up to ``cfg.max_positions`` (their held-out problems join the held-out set)."""
     import dataclasses
 
-    from trainers.common import NoTrainingData, export_checkpoint, run_job, storage_path
+    from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
+                                 storage_path)
     from trainers.sft import write_metrics
 
     workdir = str(workdir)
@@ -195,7 +196,8 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 f"first, or set init_model)")
     tc = cfg.train
     groups = pairs.materialize()
-    train = _sample(groups.filter(lambda r: not r["heldout"]), cfg.max_positions, tc.seed)
+    train = sample_at_most(groups.filter(lambda r: not r["heldout"]), cfg.max_positions,
+                           tc.seed)
     heldout = groups.filter(lambda r: r["heldout"]).take_all()
     n_own = train.count()
     if n_own == 0:
@@ -206,7 +208,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
         old = pair_dataset(list(replay_dirs), cfg.per_side, cfg.holdout_frac,
                            cfg.format).materialize()
         room = cfg.max_positions - n_own if cfg.max_positions else 0
-        extra = _sample(old.filter(lambda r: not r["heldout"]), room, tc.seed)
+        extra = sample_at_most(old.filter(lambda r: not r["heldout"]), room, tc.seed)
         replayed = extra.count()
         train = train.union(extra).materialize()
         heldout += old.filter(lambda r: r["heldout"]).take_all()
@@ -227,10 +229,3 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     write_metrics(out_dir, metrics)
     return metrics
 
-
-def _sample(ds, cap: int, seed: int):
-    """At most about ``cap`` rows of ``ds``, drawn at random (0: all)."""
-    n = ds.count()
-    if cap and n > cap:
-        ds = ds.random_sample(cap / n, seed=seed)
-    return ds.materialize()

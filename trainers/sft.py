@@ -151,7 +151,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
     ``cfg.replay_ratio`` times this round's count, is mixed in."""
-    from trainers.common import NoTrainingData, export_checkpoint, run_job, storage_path
+    from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
+                                 storage_path)
     from trainers.tiny_model import make_tiny_model
 
     workdir = str(workdir)
@@ -167,10 +168,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
         raise NoTrainingData(f"{shard_dir}: no correct trajectory to train on")
     replayed = 0
     if replay_dirs and cfg.replay_ratio > 0:
-        old = sft_dataset(list(replay_dirs), cfg.top_k).materialize()
-        k, want = old.count(), cfg.replay_ratio * n
-        if k > want:
-            old = old.random_sample(want / k, seed=tc.seed).materialize()
+        old = sample_at_most(sft_dataset(list(replay_dirs), cfg.top_k), cfg.replay_ratio * n,
+                             tc.seed)
         replayed = old.count()
         examples = examples.union(old).materialize()
         n += replayed
