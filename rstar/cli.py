@@ -208,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--policy", required=True, help="policy checkpoint directory")
     v.add_argument("--ppm", help="PPM checkpoint (without it: greedy and maj@N only)")
     v.add_argument("-n", type=int, default=8, help="trajectories per problem (default 8)")
-    v.add_argument("--select", choices=["ppm_best", "ppm_vote"], default="ppm_best",
-                   help="answer of the best PPM-scored trajectory, or a vote of the top 4")
+    v.add_argument("--select", choices=["ppm_best", "ppm_vote", "ppm_weighted"],
+                   default="ppm_best", help="answer of the best PPM-scored trajectory (paper), "
+                   "a vote of the top 4 (reference code), or a PPM-weighted vote of all")
     v.add_argument("--candidates", type=int, default=4, help="candidates per expansion")
     v.add_argument("--rollouts", type=int, default=32, help="rollout budget per problem")
     v.add_argument("--limit", type=int, help="only the first K problems")

@@ -59,7 +59,9 @@ def markdown(res: dict) -> str:
         rows += [(f"best-of-{n} (PPM as outcome model)", res["best_of_n_acc"]),
                  (f"MCTS + PPM, {n} trajectories, PPM's best", res["search_acc_ppm_best"]),
                  (f"MCTS + PPM, {n} trajectories, vote of PPM's top 4",
-                  res["search_acc_ppm_vote"])]
+                  res["search_acc_ppm_vote"]),
+                 (f"MCTS + PPM, {n} trajectories, PPM-weighted vote",
+                  res["search_acc_ppm_weighted"])]
     lines = [f"**{res.get('benchmark') or 'data'}** — {res['problems']} problems, policy "
              f"`{res['policy']}`, PPM `{res.get('ppm')}`", "", "| method | accuracy |",
              "|---|---|"]

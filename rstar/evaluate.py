@@ -15,7 +15,8 @@ from tree.mcts import MCTSConfig, TreeSearch
 from tree.node import Tree
 from tree.protocols import ScoreRequest
 
-Select = Literal["ppm_best", "ppm_vote"]
+Select = Literal["ppm_best", "ppm_vote", "ppm_weighted"]
+SELECT_RULES = ("ppm_best", "ppm_vote", "ppm_weighted")
 
 
 def _sandbox(sandbox_cfg):
@@ -70,8 +71,10 @@ def majority(answers: list[str | None]) -> str | None:
 
 
 def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
-    """The answer of the best-scored trajectory, or (ppm_vote, the reference code's way) the
-    majority answer among the top-4 scored ones."""
+    """The answer of the best-scored trajectory (ppm_best, the paper's rule); the majority answer
+    among the top-4 scored ones (ppm_vote, the reference code's); or the answer whose
+    trajectories' scores sum highest (ppm_weighted: a vote weighted by (r + 1) / 2, so a score of
+    -1 counts nothing), which leans on the PPM least where it misjudges single trajectories."""
     ranked = sorted((s, i) for i, (e, s) in enumerate(zip(ends, scores))
                     if e is not None and e.answer is not None)
     ranked.reverse()
@@ -79,7 +82,15 @@ def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
         return None
     if select == "ppm_best":
         return ends[ranked[0][1]].answer
-    return majority([ends[i].answer for _, i in ranked[:4]])
+    if select == "ppm_vote":
+        return majority([ends[i].answer for _, i in ranked[:4]])
+    weight: dict[str, float] = {}
+    first: dict[str, str] = {}
+    for s, i in sorted(ranked, key=lambda si: si[1]):  # in trajectory order: ties go to the first
+        key = normalize_answer(ends[i].answer)
+        weight[key] = weight.get(key, 0.0) + (s + 1) / 2
+        first.setdefault(key, ends[i].answer)
+    return first[max(weight, key=weight.get)]
 
 
 def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
@@ -126,9 +137,9 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
             out["best_of_n_acc"] = acc(best)
             found = search_answers(policy, scorer, problems, fmt, sb, n, candidates, rollouts,
                                    domain, max_depth, seed)
-            # Both selection rules on the same trees: with a weak PPM, voting among its top
-            # picks is more robust than its single best (reported side by side).
-            for rule in ("ppm_best", "ppm_vote"):
+            # Every selection rule on the same trees: with a weak PPM, voting is more robust than
+            # its single best pick (reported side by side).
+            for rule in SELECT_RULES:
                 out[f"search_acc_{rule}"] = acc([ppm_select(e, sc, rule) for e, sc in found])
             out["search_acc"] = out[f"search_acc_{select}"]
             out["select"] = select

@@ -24,3 +24,13 @@ def test_ppm_best_and_vote_pick_differently_on_the_same_search():
     # Top 4 answered by score: 7, 5, 5, 5 -> the vote says 5; 9 (ranked 5th) never counts.
     assert ppm_select(ends, scores, "ppm_vote") == "5"
     assert ppm_select([end(None)], [1.0], "ppm_best") is None
+
+
+def test_ppm_weighted_sums_scores_per_answer():
+    ends = [end("7"), end("5"), end("5.0"), end(None), end("9")]
+    # 7: (0.9+1)/2 = 0.95; 5: 0.3 + 0.3 = 0.6 -> the PPM's confidence outweighs the count.
+    assert ppm_select(ends, [0.9, -0.4, -0.4, 1.0, -1.0], "ppm_weighted") == "7"
+    # 5: 0.9 + 0.9 = 1.8 beats 7's 0.95; the first spelling of the answer is returned.
+    assert ppm_select(ends, [0.9, 0.8, 0.8, 1.0, 0.95], "ppm_weighted") == "5"
+    # A score of -1 adds nothing: 9 alone at -1 never beats 5 at -0.9.
+    assert ppm_select([end("9"), end("5")], [-1.0, -0.9], "ppm_weighted") == "5"
