@@ -163,14 +163,18 @@ def storage_path(workdir: str) -> str:
 
 
 def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
-              prepare: Callable[[dict], dict | None] = lambda r: r, sort_key=None):
+              prepare: Callable[[dict], dict | None] = lambda r: r, sort_key=None,
+              order_key=None):
     """Yield (epoch, batches); a batch is a list of rows, each passed through ``prepare`` (which
     may drop it by returning None); the batch order is shuffled every epoch.
 
     ``cache``: read the worker's Ray Data shard once and replay it (small rounds: a fresh Ray Data
     execution costs seconds on a laptop); then, with ``sort_key``, batches hold rows of similar
-    length (little padding: about 2x the tokens/s here). Otherwise the shard is streamed every
-    epoch with a local row shuffle, as data larger than a worker's memory needs.
+    length (little padding: about 2x the tokens/s here), and with ``order_key`` (a total order on
+    rows' content) the seeded shuffle starts from that order, so one seed gives one run: Ray Data
+    hands rows over in whatever order its tasks finish (two runs of round 1 on identical data
+    and seed trained policies of 34% and 50% greedy accuracy before this). Otherwise the shard
+    is streamed every epoch with a local row shuffle, as data larger than a worker's memory needs.
     """
     import random
 
@@ -181,6 +185,8 @@ def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
     cached = None
     if cache:
         rows = [r for r in map(prepare, shard.iter_rows()) if r is not None]
+        if order_key is not None:
+            rows.sort(key=order_key)
         random.Random(seed).shuffle(rows)
         if sort_key is not None:
             rows.sort(key=sort_key)
