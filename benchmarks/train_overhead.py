@@ -47,7 +47,7 @@ def main() -> None:
     from tree.extract import sft_examples
 
     base = ensure_tiny_base(args.workdir, PolicyTrainConfig().format, make_tiny_model)
-    cfg = PolicyTrainConfig(base_model=base, eval_problems=0,
+    cfg = PolicyTrainConfig(base_model=base, eval_problems=0, min_steps=0,
                             train=TrainConfig(epochs=args.epochs))
     tc = dataclasses.asdict(cfg.train)
 

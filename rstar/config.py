@@ -216,6 +216,11 @@ class PolicyTrainConfig:
     a round's SFT, sampled at random, up to this multiple of the round's own count (0: none).
     Continuing from the previous policy on a small round alone forgets what earlier rounds
     taught; the paper (``policy_init: base``, every round a full dataset) needs no replay."""
+    min_steps: int = 1000
+    """Epochs are raised until the job makes about this many optimizer steps: the from-scratch
+    tiny model learns the step format only after ~1,000-1,500 steps (250 leave it at 0% greedy
+    accuracy), which a 300-problem round (~300 examples, 19 steps an epoch) never reaches in
+    ``train.epochs``. 0: epochs as configured (``rstar evolve`` sets each round's epochs)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     eval_problems: int = 100
@@ -243,18 +248,25 @@ class PPMTrainConfig:
     candidate text is the PPM's cost; the embedded default caps it to fit its time budget.
     ``rstar evolve`` fills a round with fewer positions up to this cap with a random sample of
     earlier rounds' positions (``replay``)."""
-    min_steps: int = 250
+    min_steps: int = 150
     """Epochs are raised until the job makes about this many optimizer steps. Measured on
-    round-1 shards of the embedded default: the 1M PPM's held-out pair accuracy is 0.62 after 50
-    steps, 0.73-0.77 after 200-300 (lr 3e-4, 16 positions a step), flat after; the SPEC's 1-2
-    epochs assume rounds of 100k+ positions."""
+    round-1 shards of the embedded default (16 positions a step, held-out pair accuracy): plain
+    BT at lr 3e-4 0.65 / 0.72 / 0.77 after 50 / 150 / 300 steps; with ``logit_l2`` at lr 1e-3
+    0.74 / 0.80 / 0.77, flat after 150. The SPEC's 1-2 epochs assume rounds of 100k+
+    positions."""
     replay: bool = True
     """``rstar evolve``: earlier rounds' training positions fill a round's set up to
     ``max_positions`` (a 100-problem round yields ~200 positions, too few to train a fresh
     scalar head); their held-out problems join the held-out set."""
     holdout_frac: float = 0.05
     """Share of problems whose pairs are held out for pairwise accuracy (SPEC §5: 5%)."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-4, epochs=1,
+    logit_l2: float = 0.05
+    """Penalty on the mean squared head output (before tanh) added to the BT loss (0: none, the
+    paper's loss). Without it half the 1M PPM's scores end in tanh's flat tails (|r| > 0.95)
+    after 250 steps, where wrongly ordered pairs barely get a gradient; with it the held-out pair
+    accuracy on round-1 shards plateaus twice as fast and lr 1e-3 stops swinging (without it,
+    0.46-0.70 from one check to the next)."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, epochs=1,
                                                                    batch_size=16,
                                                                    micro_batch_size=16))
     """Optimisation settings (a batch is step positions, each with all its pairs)."""
@@ -303,9 +315,13 @@ class EvalConfig:
     """Candidates per expansion in the test-time search (paper: 32)."""
     rollouts: int = 32
     """Rollout budget of the test-time search (it stops once N trajectories are answered)."""
-    select: Literal["ppm_best", "ppm_vote"] = "ppm_best"
-    """How the PPM picks the answer: the best-scored trajectory (paper) or a vote of the top 4
-    (reference code)."""
+    select: Literal["ppm_best", "ppm_vote", "ppm_weighted"] = "ppm_weighted"
+    """How the PPM picks the answer, reported as ``search_acc`` (every rule is also reported
+    under its own name, on the same trees): the best-scored trajectory (paper), a vote of the
+    top 4 (reference code), or a vote of all weighted by (score + 1) / 2. The embedded default
+    weights: its 1M PPM orders single trajectories poorly (whole-trajectory pair accuracy
+    ~0.7), and on 60 held-out problems with the round-4 models of a full run its best pick got
+    33% against 52% for the weighted vote and 45% for maj@8."""
 
 
 def _default_schedule() -> tuple[RoundSpec, ...]:
@@ -320,11 +336,12 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
                   sft_lr=1e-3),
         RoundSpec(problems=100, difficulties=(2, 3, 4, 5), rollouts=16, value_mode="ppm",
                   sft_epochs=3, sft_lr=1e-3),
-        # Round 4's escalation at half the paper's 64/128 rollouts, on a smaller pool: ~half
-        # its problems stay unsolved after 16 rollouts, and each extra rollout of the tiny
-        # model costs ~0.2 s here.
+        # Round 4's escalation: one pass of 32 more rollouts (paper: 64, then 128) on a smaller
+        # pool. Measured here: ~half its problems stay unsolved after 16 rollouts; 32 more
+        # solved 2 of 27 and a further 64 another 4 of 25; both passes took ~13 of the round's
+        # 17 minutes of search.
         RoundSpec(problems=60, difficulties=(2, 3, 4, 5, 6), rollouts=16, value_mode="ppm",
-                  escalate=(32, 64), sft_epochs=3, sft_lr=1e-3),
+                  escalate=(32,), sft_epochs=3, sft_lr=1e-3),
     )
 
 
@@ -358,8 +375,9 @@ class EvolveConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     """Search settings shared by all rounds (candidates, format, workers, sandbox...);
     rollouts, value mode, policy and PPM come from the schedule."""
-    policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
-    """Policy SFT settings."""
+    policy_train: PolicyTrainConfig = field(default_factory=lambda: PolicyTrainConfig(
+        min_steps=0))
+    """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs)."""
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     """PPM settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -95,6 +95,11 @@ def test_tanh_in_training_and_scoring_and_bt_loss(round_dir, tok):
     enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
     raw = ppm_logits(engine.model, enc["input_ids"], enc["attention_mask"])
     assert torch.allclose(torch.tanh(raw), torch.tensor(served), atol=1e-5)
+    # The logit penalty adds exactly l2 * mean(raw^2) and leaves the ordering alone.
+    with torch.no_grad():
+        pen, hits2, _ = group_loss_and_hits(engine.model, tok, [g], "cpu", logit_l2=0.5)
+    assert float(pen) == pytest.approx(float(loss) + 0.5 * float((raw ** 2).mean()), abs=1e-5)
+    assert hits2 == hits
 
 
 def test_lora_merge_matches_unmerged(round_dir):
@@ -117,7 +122,7 @@ def test_lora_merge_matches_unmerged(round_dir):
 
 def test_policy_sft_on_two_ray_train_workers(round_dir):
     cfg = PolicyTrainConfig(
-        base_model=str(round_dir / "base"), eval_problems=8,
+        base_model=str(round_dir / "base"), eval_problems=8, min_steps=0,
         train=TrainConfig(epochs=1, num_workers=2, cpus_per_worker=1, batch_size=16,
                           micro_batch_size=8, log_every=1))
     m = train_policy(cfg, round_dir, out_dir=str(round_dir / "policy-2w"))
@@ -127,7 +132,7 @@ def test_policy_sft_on_two_ray_train_workers(round_dir):
 
 
 def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
-    pcfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0,
+    pcfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0, min_steps=0,
                              train=TrainConfig(epochs=2, lora=True, lora_r=4))
     train_policy(pcfg, round_dir)
     assert not (round_dir / "policy" / "adapter_config.json").exists()  # merged at save
@@ -187,6 +192,32 @@ def test_replay_mixes_earlier_rounds_and_keeps_their_trees_apart(round_dir, tmp_
     assert own > 0 and sft_dataset([str(round_dir / "shards"), str(prev)], 2).count() == 2 * own
 
     cfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0, replay_ratio=0.5,
+                            min_steps=4,
                             train=TrainConfig(epochs=1, batch_size=16, micro_batch_size=16))
     m = train_policy(cfg, round_dir, out_dir=str(tmp_path / "policy"), replay_dirs=[str(prev)])
     assert 0 < m["replayed_examples"] <= own and m["examples"] == own + m["replayed_examples"]
+    # min_steps raises the epochs of a small round: about 4 steps of 16 examples.
+    assert m["epochs"] == max(1, round(4 * 16 / m["examples"]))
+
+
+def test_epochs_of_is_one_run_per_seed_whatever_order_rows_arrive_in():
+    from trainers.common import epochs_of
+
+    class Rows:  # the one method epochs_of uses on a cached Ray Data shard
+        def __init__(self, rows):
+            self.rows = rows
+
+        def iter_rows(self):
+            return iter(self.rows)
+
+    rows = [{"ids": [i % 7, i], "labels": [i]} for i in range(50)]
+
+    def run(order, seed=0):
+        return [b for _, batches in epochs_of(Rows(order), 8, 2, True, seed,
+                                              sort_key=lambda r: r["ids"][0] % 3,
+                                              order_key=lambda r: r["ids"]) for b in batches]
+
+    shuffled = rows[::-1][25:] + rows[::-1][:25]
+    assert run(rows) == run(shuffled)
+    assert run(rows) != run(rows, seed=1)
+    assert sorted(r["labels"][0] for b in run(shuffled) for r in b) == sorted([*range(50)] * 2)

@@ -5,8 +5,9 @@ Ray Data groups the round's rows by problem, rebuilds each tree and mines its st
 negatives and valid (pos, neg) combinations. The PPM starts from the round's SFT policy with a
 one-label sequence-classification head; its score is tanh of the head at the step's last token —
 ``actors.engines.hf.ppm_logits``, the very function inference uses. The loss is Bradley-Terry,
--log σ(r⁺ − r⁻), averaged over a position's combinations, then over positions. 5% of problems are
-held out; pairwise accuracy on their pairs is saved with the checkpoint.
+-log σ(r⁺ − r⁻), averaged over a position's combinations, then over positions (plus an optional
+penalty on the head's squared output, ``logit_l2``, that keeps scores off tanh's flat tails).
+5% of problems are held out; pairwise accuracy on their pairs is saved with the checkpoint.
 """
 
 from __future__ import annotations
@@ -74,9 +75,13 @@ def pair_dataset(shard_dir: str, per_side: int, holdout_frac: float, fmt: StepFo
                      {"per_side": per_side, "holdout_frac": holdout_frac, "fmt": fmt})
 
 
-def group_loss_and_hits(model, tok, groups: list[dict], device) -> tuple:
+def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float = 0.0) -> tuple:
     """Mean Bradley-Terry loss over positions (each the mean over its combinations), plus how
-    many combinations the model orders correctly and how many there are."""
+    many combinations the model orders correctly and how many there are.
+
+    ``logit_l2`` adds that multiple of the mean squared head output (before tanh): the BT loss
+    alone drives easy pairs' scores into tanh's flat tails, where a pair ordered wrongly gets
+    almost no gradient (``PPMTrainConfig.logit_l2``)."""
     import torch
     import torch.nn.functional as F
 
@@ -88,8 +93,8 @@ def group_loss_and_hits(model, tok, groups: list[dict], device) -> tuple:
         texts += list(g["pos_texts"]) + list(g["neg_texts"])
         spans.append((start, len(g["pos_texts"])))
     enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-    r = torch.tanh(ppm_logits(model, enc["input_ids"].to(device),
-                              enc["attention_mask"].to(device)).float())
+    raw = ppm_logits(model, enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
+    r = torch.tanh(raw)
     losses, hits, n = [], 0, 0
     for g, (start, n_pos) in zip(groups, spans):
         combos = torch.as_tensor([list(c) for c in g["combos"]], dtype=torch.long)
@@ -98,7 +103,10 @@ def group_loss_and_hits(model, tok, groups: list[dict], device) -> tuple:
         losses.append(-F.logsigmoid(rp - rn).mean())
         hits += int((rp > rn).sum())
         n += len(combos)
-    return torch.stack(losses).mean(), hits, n
+    loss = torch.stack(losses).mean()
+    if logit_l2:
+        loss = loss + logit_l2 * (raw ** 2).mean()
+    return loss, hits, n
 
 
 def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
@@ -119,6 +127,12 @@ def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
         out[f"pair_acc_{kind}"] = hits.get(kind, 0) / max(1, seen.get(kind, 0))
         out[f"heldout_pairs_{kind}"] = seen.get(kind, 0)
     return out
+
+
+def _position_key(g: dict) -> tuple:
+    """A total order on step positions by content (``epochs_of``: one seed, one run)."""
+    return (str(g["problem_id"]), str(g["kind"]), [str(t) for t in g["pos_texts"]],
+            [str(t) for t in g["neg_texts"]])
 
 
 def train_fn(config: dict) -> None:
@@ -149,9 +163,10 @@ def train_fn(config: dict) -> None:
     model.train()
     for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
                                     tc["cache_data"], tc["seed"],
-                                    sort_key=lambda g: sum(map(len, g["pos_texts"]))):
+                                    sort_key=lambda g: sum(map(len, g["pos_texts"])),
+                                    order_key=_position_key):
         for groups in batches:
-            loss, h, n = group_loss_and_hits(model, tok, groups, device)
+            loss, h, n = group_loss_and_hits(model, tok, groups, device, config["logit_l2"])
             meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
                       float(loss))
             hits, seen = hits + h, seen + n
@@ -218,6 +233,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     epochs = max(tc.epochs, round(cfg.min_steps * tc.batch_size / n_train))
     tc = dataclasses.replace(tc, epochs=epochs)
     result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
+                                "logit_l2": cfg.logit_l2,
                                 "heldout": heldout},
                      {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),

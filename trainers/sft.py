@@ -9,6 +9,7 @@ fine-tunes the base model afresh (SPEC §5).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from functools import lru_cache
@@ -102,7 +103,8 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
 
     for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
                                     tc["cache_data"], tc["seed"], prepare,
-                                    sort_key=lambda r: len(r["ids"])):
+                                    sort_key=lambda r: len(r["ids"]),
+                                    order_key=lambda r: (r["ids"], r["labels"])):
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
@@ -173,6 +175,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
         replayed = old.count()
         examples = examples.union(old).materialize()
         n += replayed
+    # A small round gets more epochs, up to about min_steps optimizer steps (rounded, as the PPM's).
+    tc = dataclasses.replace(tc, epochs=max(tc.epochs, round(cfg.min_steps * tc.batch_size / n)))
     result = run_job(train_fn, {"train": asdict(tc), "base_model": base, "n_examples": n,
                                 "fmt": cfg.format},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
@@ -180,7 +184,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
                      name="policy-sft")
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
-    metrics.update(examples=n, replayed_examples=replayed, base_model=base,
+    metrics.update(examples=n, replayed_examples=replayed, base_model=base, epochs=tc.epochs,
                    problems=len(set(examples.unique("problem_id"))))
     if cfg.eval_problems > 0:
         from rstar.evaluate import greedy_accuracy
