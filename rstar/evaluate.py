@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Literal
+from typing import Literal, get_args
 
 from rstar.domains import verifier_for
 from rstar.domains.arith import generate
@@ -16,7 +16,7 @@ from tree.node import Tree
 from tree.protocols import ScoreRequest
 
 Select = Literal["ppm_best", "ppm_vote", "ppm_weighted"]
-SELECT_RULES = ("ppm_best", "ppm_vote", "ppm_weighted")
+SELECT_RULES: tuple[str, ...] = get_args(Select)
 
 
 def _sandbox(sandbox_cfg):

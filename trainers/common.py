@@ -100,6 +100,15 @@ def sample_at_most(ds, cap: float, seed: int):
     return ds
 
 
+def with_min_steps(tc, min_steps: int, n: int):
+    """``tc`` (a TrainConfig) with its epochs raised until ``n`` examples make about
+    ``min_steps`` optimizer steps (rounded: a set a few examples short of a multiple must not
+    double the job). Small rounds need it: a fresh model or head needs a few hundred steps."""
+    import dataclasses
+
+    return dataclasses.replace(tc, epochs=max(tc.epochs, round(min_steps * tc.batch_size / n)))
+
+
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     """Linear warm-up then linear decay to zero (the paper's schedule, plus a short warm-up)."""
 

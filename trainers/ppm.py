@@ -195,10 +195,8 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their training positions fills
     the set up to ``cfg.max_positions`` (their held-out problems join the held-out set)."""
-    import dataclasses
-
     from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
-                                 storage_path)
+                                 storage_path, with_min_steps)
     from trainers.sft import write_metrics
 
     workdir = str(workdir)
@@ -228,10 +226,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
         train = train.union(extra).materialize()
         heldout += old.filter(lambda r: r["heldout"]).take_all()
     n_train = n_own + replayed
-    # A fresh scalar head needs a few hundred optimizer steps; a small round gets more epochs
-    # (rounded: a sample that fell a few positions short of the cap must not double the job).
-    epochs = max(tc.epochs, round(cfg.min_steps * tc.batch_size / n_train))
-    tc = dataclasses.replace(tc, epochs=epochs)
+    tc = with_min_steps(tc, cfg.min_steps, n_train)
     result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
                                 "logit_l2": cfg.logit_l2,
                                 "heldout": heldout},
@@ -240,7 +235,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                      name="ppm")
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
-    metrics.update(positions=n_train, replayed_positions=replayed, epochs=epochs,
+    metrics.update(positions=n_train, replayed_positions=replayed, epochs=tc.epochs,
                    heldout_positions=len(heldout), init_model=init)
     write_metrics(out_dir, metrics)
     return metrics

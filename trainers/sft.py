@@ -9,7 +9,6 @@ fine-tunes the base model afresh (SPEC §5).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict
 from functools import lru_cache
@@ -104,7 +103,7 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
     for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
                                     tc["cache_data"], tc["seed"], prepare,
                                     sort_key=lambda r: len(r["ids"]),
-                                    order_key=lambda r: (r["ids"], r["labels"])):
+                                    order_key=lambda r: r["ids"]):
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
@@ -154,7 +153,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
     ``cfg.replay_ratio`` times this round's count, is mixed in."""
     from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
-                                 storage_path)
+                                 storage_path, with_min_steps)
     from trainers.tiny_model import make_tiny_model
 
     workdir = str(workdir)
@@ -175,8 +174,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
         replayed = old.count()
         examples = examples.union(old).materialize()
         n += replayed
-    # A small round gets more epochs, up to about min_steps optimizer steps (rounded, as the PPM's).
-    tc = dataclasses.replace(tc, epochs=max(tc.epochs, round(cfg.min_steps * tc.batch_size / n)))
+    tc = with_min_steps(tc, cfg.min_steps, n)
     result = run_job(train_fn, {"train": asdict(tc), "base_model": base, "n_examples": n,
                                 "fmt": cfg.format},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
