@@ -85,6 +85,8 @@ def _evolve(args: argparse.Namespace) -> int:
     for row in rows:
         print(" ".join(f"{row.get(k, float('nan')):>17.3f}" if isinstance(row.get(k), float)
                        else f"{row.get(k, ''):>17}" for k in keys))
+    if rows:
+        print("targets: " + json.dumps(rows[-1].get("targets", {})))
     print(f"summary: {args.workdir}/summary.json, {args.workdir}/summary.png")
     return 0
 

@@ -352,6 +352,9 @@ class EvolveConfig:
 
     rounds: int = 4
     """Rounds to run (at most the length of ``schedule``)."""
+    time_budget_s: float = 900.0
+    """Wall-time target of all rounds together, checked in ``summary.json``'s ``targets`` (the
+    embedded default's: 15 minutes on a 2-core machine); 0: none."""
     domain: Literal["arith", "math"] = "arith"
     """Problem domain."""
     data: str = ""

@@ -215,8 +215,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
              "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)
                              + (timing["ppm_s"] or 0) + eval_s, 1)}
         _save(metrics_file, m)
-        write_summary(workdir, n_rounds)
-    return write_summary(workdir, n_rounds)
+        write_summary(workdir, n_rounds, cfg.time_budget_s)
+    return write_summary(workdir, n_rounds, cfg.time_budget_s)
 
 
 def _carry_over(src: str, dest: Path, why: str) -> None:
@@ -229,10 +229,37 @@ def _carry_over(src: str, dest: Path, why: str) -> None:
     _save(dest / "train_metrics.json", {**old, "carried_over_from": src, "reason": why})
 
 
-def write_summary(workdir: Path, n_rounds: int) -> list[dict]:
-    """``summary.json`` (one object per finished round) and ``summary.png``."""
+def targets(rows: list[dict], budget_s: float = 0.0) -> dict:
+    """#5's targets, checked on the rounds so far: the rounds' total wall time within
+    ``budget_s`` (0: no time target), the policy's greedy accuracy higher in the last round than
+    in the first, and the last round's search beating both maj@N and greedy. Stored in the last
+    round's object of ``summary.json``, with the margins, so a miss says by how much."""
+    first, last = rows[0], rows[-1]
+    total = round(sum(r.get("wall_s") or 0 for r in rows), 1)
+    out: dict = {"rounds": len(rows), "wall_s_total": total}
+    if budget_s > 0:
+        out.update(wall_budget_s=budget_s, wall_met=total <= budget_s)
+    g0, g1 = first.get("policy_greedy_acc"), last.get("policy_greedy_acc")
+    search, maj = last.get("search_acc"), last.get("maj_acc")
+    if len(rows) > 1 and None not in (g0, g1):
+        out.update(greedy_first=g0, greedy_last=g1, greedy_rises=g1 > g0)
+    if None not in (search, maj, g1):
+        out.update(search_minus_maj=round(search - maj, 4),
+                   search_minus_greedy=round(search - g1, 4),
+                   search_beats_maj=search > maj, search_beats_greedy=search > g1)
+    checks = [out[k] for k in ("wall_met", "greedy_rises", "search_beats_maj",
+                               "search_beats_greedy") if k in out]
+    out["all_met"] = bool(checks) and all(checks)
+    return out
+
+
+def write_summary(workdir: Path, n_rounds: int, budget_s: float = 0.0) -> list[dict]:
+    """``summary.json`` (one object per finished round; the last also holds ``targets``) and
+    ``summary.png``."""
     rows = [_load(round_dir(workdir, r) / "metrics.json") for r in range(1, n_rounds + 1)]
     rows = [row for row in rows if row]
+    if rows:
+        rows[-1]["targets"] = targets(rows, budget_s)
     _save(workdir / "summary.json", rows)
     if rows:
         import matplotlib
@@ -253,10 +280,29 @@ def write_summary(workdir: Path, n_rounds: int) -> list[dict]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title("rstar evolve")
+        ax.text(0.01, 0.01, _targets_line(rows[-1]["targets"]), transform=ax.transAxes,
+                fontsize=7, va="bottom")
         fig.tight_layout()
         fig.savefig(workdir / "summary.png", dpi=100)
         plt.close(fig)
     return rows
+
+
+def _targets_line(t: dict) -> str:
+    """The targets in one line for the plot, e.g. ``wall 52.0/15 min missed; ...``."""
+    def mark(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    parts = []
+    if "wall_met" in t:
+        parts.append(f"wall {t['wall_s_total'] / 60:.1f}/{t['wall_budget_s'] / 60:.0f} min "
+                     f"{mark(t['wall_met'])}")
+    if "greedy_rises" in t:
+        parts.append(f"greedy rises {mark(t['greedy_rises'])}")
+    if "search_beats_maj" in t:
+        parts.append(f"search-maj {t['search_minus_maj']:+.2f}, "
+                     f"search-greedy {t['search_minus_greedy']:+.2f}")
+    return "targets: " + "; ".join(parts)
 
 
 def _load(path: Path) -> dict:

@@ -43,10 +43,30 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
     assert rows[-1]["value_mode"] == "ppm" and rows[-1]["ppm_scored_steps"] > 0
     assert rows[0]["train_solved_frac"] > 0.5  # the scripted teacher's round
     assert (run / "summary.png").stat().st_size > 1000
+    t = rows[-1]["targets"]
+    assert t["rounds"] == 2 and t["wall_budget_s"] == 900
+    assert t["wall_s_total"] == pytest.approx(sum(r["wall_s"] for r in rows), abs=0.2)
+    assert t["greedy_rises"] == (rows[1]["policy_greedy_acc"] > rows[0]["policy_greedy_acc"])
+    assert "targets" not in rows[0]
     for r in (1, 2):
         rd = run / f"round-{r}"
         assert list((rd / "shards").glob("*.parquet"))
         assert (rd / "policy" / "config.json").exists() and (rd / "ppm" / "config.json").exists()
+
+
+def test_targets_say_which_miss_and_by_how_much():
+    from rstar.evolve import targets
+
+    rows = [{"wall_s": 300.0, "policy_greedy_acc": 0.3, "search_acc": 0.2, "maj_acc": 0.3},
+            {"wall_s": 400.0, "policy_greedy_acc": 0.4, "search_acc": 0.5, "maj_acc": 0.45}]
+    t = targets(rows, budget_s=600)
+    assert t["wall_s_total"] == 700 and t["wall_met"] is False
+    assert t["greedy_rises"] and t["search_beats_maj"] and t["search_beats_greedy"]
+    assert t["search_minus_maj"] == pytest.approx(0.05) and not t["all_met"]
+    assert targets(rows, budget_s=800)["all_met"]
+    t = targets(rows[:1], budget_s=0)  # one round: no rise to check, no time target
+    assert "greedy_rises" not in t and "wall_met" not in t
+    assert t["search_beats_maj"] is False and t["all_met"] is False
 
 
 def test_unsolved_problems_are_escalated_to_more_rollouts(run):
