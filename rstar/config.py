@@ -243,9 +243,11 @@ class PPMTrainConfig:
     """Checkpoint the PPM starts from; empty = the round's SFT policy (WORKDIR/policy)."""
     per_side: int = 2
     """Positives and negatives per step position (SPEC §4: 2)."""
-    max_positions: int = 4000
+    max_positions: int = 2400
     """Train on at most this many step positions (a random subset; 0 = all). Scoring every
-    candidate text is the PPM's cost; the embedded default caps it to fit its time budget.
+    candidate text is the PPM's cost; the embedded default caps it to fit its time budget:
+    2,400 positions are 150 steps, where held-out pair accuracy has plateaued (``min_steps``);
+    4,000 (250 steps) took ~270 s a round and scored no higher (0.74-0.76).
     ``rstar evolve`` fills a round with fewer positions up to this cap with a random sample of
     earlier rounds' positions (``replay``)."""
     min_steps: int = 150
@@ -333,16 +335,19 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
         # 4000 x 3 epochs at bs 8 reach a third of the accuracy, and 250 steps reach none.
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4), rollouts=8, temperature=0.7,
                   sft_epochs=6),
+        # Later rounds fine-tune the previous policy gently. Measured (round-1 policy at 34%
+        # greedy on 200 problems, one run each): its round-2 SFT at lr 1e-3 fell to 25%, at
+        # 3e-4 to 29.5%, at 1e-4 to 31.5%; 8x replay instead of 2x held 32% at either lr.
         RoundSpec(problems=100, difficulties=(1, 2, 3, 4, 5), rollouts=16, sft_epochs=3,
-                  sft_lr=1e-3),
+                  sft_lr=3e-4),
         RoundSpec(problems=100, difficulties=(2, 3, 4, 5), rollouts=16, value_mode="ppm",
-                  sft_epochs=3, sft_lr=1e-3),
+                  sft_epochs=3, sft_lr=3e-4),
         # Round 4's escalation: one pass of 32 more rollouts (paper: 64, then 128) on a smaller
         # pool. Measured here: ~half its problems stay unsolved after 16 rollouts; 32 more
         # solved 2 of 27 and a further 64 another 4 of 25; both passes took ~13 of the round's
         # 17 minutes of search.
         RoundSpec(problems=60, difficulties=(2, 3, 4, 5, 6), rollouts=16, value_mode="ppm",
-                  escalate=(32,), sft_epochs=3, sft_lr=1e-3),
+                  escalate=(32,), sft_epochs=3, sft_lr=3e-4),
     )
 
 
