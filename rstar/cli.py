@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rstar.config import ConfigError, SearchRunConfig, field_docs, load_config
+from rstar.config import SELECT_RULES, ConfigError, SearchRunConfig, field_docs, load_config
 from rstar.data import DataError
 
 
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--policy", required=True, help="policy checkpoint directory")
     v.add_argument("--ppm", help="PPM checkpoint (without it: greedy and maj@N only)")
     v.add_argument("-n", type=int, default=8, help="trajectories per problem (default 8)")
-    v.add_argument("--select", choices=["ppm_best", "ppm_vote", "ppm_weighted"],
+    v.add_argument("--select", choices=SELECT_RULES,
                    default="ppm_best", help="answer of the best PPM-scored trajectory (paper), "
                    "a vote of the top 4 (reference code), or a PPM-weighted vote of all")
     v.add_argument("--candidates", type=int, default=4, help="candidates per expansion")

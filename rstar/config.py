@@ -7,7 +7,7 @@ them all. Unknown keys and values of the wrong type are errors that name the key
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from rstar.configio import ConfigError, field_docs, from_dict, load_config  # noqa: F401
 from tree.mcts import MCTSConfig
@@ -299,6 +299,11 @@ class RoundSpec:
     from the previous policy (``policy_init: previous``) fine-tune gentler than round 1."""
 
 
+Select = Literal["ppm_best", "ppm_vote", "ppm_weighted"]
+"""How the PPM picks a test-time search's answer (``rstar.evaluate.ppm_select``)."""
+SELECT_RULES: tuple[str, ...] = get_args(Select)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """The fixed held-out set every round is measured on."""
@@ -317,7 +322,7 @@ class EvalConfig:
     """Candidates per expansion in the test-time search (paper: 32)."""
     rollouts: int = 32
     """Rollout budget of the test-time search (it stops once N trajectories are answered)."""
-    select: Literal["ppm_best", "ppm_vote", "ppm_weighted"] = "ppm_weighted"
+    select: Select = "ppm_weighted"
     """How the PPM picks the answer, reported as ``search_acc`` (every rule is also reported
     under its own name, on the same trees): the best-scored trajectory (paper), a vote of the
     top 4 (reference code), or a vote of all weighted by (score + 1) / 2. The embedded default

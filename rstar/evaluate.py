@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Literal, get_args
 
+from rstar.config import SELECT_RULES, Select
 from rstar.domains import verifier_for
 from rstar.domains.arith import generate
 from rstar.grading import normalize_answer
@@ -14,9 +14,6 @@ from tree.driver import run_batched
 from tree.mcts import MCTSConfig, TreeSearch
 from tree.node import Tree
 from tree.protocols import ScoreRequest
-
-Select = Literal["ppm_best", "ppm_vote", "ppm_weighted"]
-SELECT_RULES: tuple[str, ...] = get_args(Select)
 
 
 def _sandbox(sandbox_cfg):
