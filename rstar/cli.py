@@ -80,11 +80,12 @@ def _evolve(args: argparse.Namespace) -> int:
     cfg = load_config(EvolveConfig, args.config, overrides)
     rows = run_evolve(cfg, args.workdir, show_progress=not args.quiet)
     keys = ("round", "train_solved_frac", "policy_greedy_acc", "maj_acc", "search_acc",
-            "ppm_pair_acc", "wall_s")
-    print("\n" + " ".join(f"{k:>17}" for k in keys))
+            "ppm_pair_acc", "ppm_sample_order_acc", "wall_s")
+    widths = [max(17, len(k)) for k in keys]
+    print("\n" + " ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for row in rows:
-        print(" ".join(f"{row.get(k, float('nan')):>17.3f}" if isinstance(row.get(k), float)
-                       else f"{row.get(k, ''):>17}" for k in keys))
+        print(" ".join(f"{row[k]:>{w}.3f}" if isinstance(row.get(k), float)
+                       else f"{str(row.get(k, '')):>{w}}" for k, w in zip(keys, widths)))
     if rows:
         print("targets: " + json.dumps(rows[-1].get("targets", {})))
     print(f"summary: {args.workdir}/summary.json, {args.workdir}/summary.png")

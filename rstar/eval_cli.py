@@ -66,4 +66,7 @@ def markdown(res: dict) -> str:
              f"`{res['policy']}`, PPM `{res.get('ppm')}`", "", "| method | accuracy |",
              "|---|---|"]
     lines += [f"| {name} | {acc:.1%} |" for name, acc in rows]
+    if res.get("ppm_sample_pairs"):
+        lines += ["", f"PPM orders a correct sample above a wrong one of the same problem in "
+                      f"{res['ppm_sample_order_acc']:.1%} of {res['ppm_sample_pairs']} pairs."]
     return "\n".join(lines) + "\n"

@@ -90,6 +90,23 @@ def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
     return first[max(weight, key=weight.get)]
 
 
+def sample_ordering(verdicts: list[list[bool]],
+                    scores: list[list[float]]) -> tuple[float | None, int]:
+    """How often the PPM scores a problem's correct sample above its wrong one, over every
+    (correct, wrong) pair of samples of the same problem (ties count half), and how many pairs
+    (None and 0 when no problem has both).
+    Unlike held-out tree pairs (a tree's best against its worst), these are the choices a
+    test-time selection actually faces, on the policy's own mistakes."""
+    wins, n = 0.0, 0
+    for ok, sc in zip(verdicts, scores):
+        for i, good in enumerate(ok):
+            for j, bad in enumerate(ok):
+                if good and not bad:
+                    n += 1
+                    wins += 1.0 if sc[i] > sc[j] else 0.5 if sc[i] == sc[j] else 0.0
+    return (wins / n if n else None), n
+
+
 def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
                    rollouts: int, domain="arith", max_depth: int = 16, seed: int = 0) -> list:
     """Test-time search (SPEC §3): PPM-guided MCTS without ground truth until ``n`` trajectories
@@ -125,13 +142,19 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                "maj_acc": acc([majority([e.answer if e else None for e in ends])
                                for ends in samples])}
         if scorer is not None:
-            best = []
+            best, verdicts, answered = [], [], []
             for p, ends in zip(problems, samples):
                 reqs = [ScoreRequest(p.question, tuple(e.steps())) for e in ends if e is not None]
                 vals = iter(scorer.score(reqs) if reqs else [])
                 scores = [next(vals) if e is not None else -1.0 for e in ends]
                 best.append(ppm_select(ends, scores, "ppm_best"))
+                keep = [i for i, e in enumerate(ends) if e is not None and e.answer is not None]
+                verdicts.append([bool(verifier.check(ends[i].answer, p.answer)) for i in keep])
+                answered.append([scores[i] for i in keep])
             out["best_of_n_acc"] = acc(best)
+            # The PPM on the policy's own samples: what best-of-N and the search rely on.
+            out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(verdicts,
+                                                                                   answered)
             found = search_answers(policy, scorer, problems, fmt, sb, n, candidates, rollouts,
                                    domain, max_depth, seed)
             # Every selection rule on the same trees: with a weak PPM, voting is more robust than

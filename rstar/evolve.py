@@ -124,6 +124,8 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
                    domain=cfg.domain, seed=e.seed)
     return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
             "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
+            "ppm_sample_order_acc": out["ppm_sample_order_acc"],
+            "ppm_sample_pairs": out["ppm_sample_pairs"],
             "search_acc_ppm_best": out["search_acc_ppm_best"],
             "search_acc_ppm_vote": out["search_acc_ppm_vote"],
             "search_acc_ppm_weighted": out["search_acc_ppm_weighted"],
@@ -271,7 +273,8 @@ def write_summary(workdir: Path, n_rounds: int, budget_s: float = 0.0) -> list[d
         xs = [row["round"] for row in rows]
         for key, label in (("policy_greedy_acc", "policy greedy"), ("maj_acc", "maj@N"),
                            ("search_acc", "MCTS + PPM"), ("train_solved_frac", "train solved"),
-                           ("ppm_pair_acc", "PPM pair acc")):
+                           ("ppm_pair_acc", "PPM pair acc"),
+                           ("ppm_sample_order_acc", "PPM on own samples")):
             ax.plot(xs, [row.get(key) or 0 for row in rows], marker="o", label=label)
         ax.set_xlabel("round")
         ax.set_ylabel("accuracy")

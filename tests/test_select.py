@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from rstar.evaluate import majority, ppm_select
+from rstar.evaluate import majority, ppm_select, sample_ordering
 
 
 def end(answer):
@@ -34,3 +34,13 @@ def test_ppm_weighted_sums_scores_per_answer():
     assert ppm_select(ends, [0.9, 0.8, 0.8, 1.0, 0.95], "ppm_weighted") == "5"
     # A score of -1 adds nothing: 9 alone at -1 never beats 5 at -0.9.
     assert ppm_select([end("9"), end("5")], [-1.0, -0.9], "ppm_weighted") == "5"
+
+
+def test_sample_ordering_counts_correct_over_wrong_pairs_within_a_problem():
+    verdicts = [[True, False, False], [True, True], [False, True]]
+    scores = [[0.5, 0.2, 0.5], [0.1, 0.9], [0.3, -0.3]]
+    # Problem 1: beats 0.2 (1), ties 0.5 (half); problem 2: no wrong sample, no pair;
+    # problem 3: the correct one scores lower (0). Pairs never cross problems.
+    acc, n = sample_ordering(verdicts, scores)
+    assert n == 3 and acc == (1 + 0.5 + 0) / 3
+    assert sample_ordering([[True], [False]], [[0.9], [0.1]]) == (None, 0)
