@@ -136,8 +136,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(dotted name, type, default, doc) for every field, recursively — the reference docs."""
+def field_docs(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, Any, str]]:
+    """(dotted name, type, default, doc) for every field, recursively — the reference docs.
+
+    Defaults are read from ``instance`` (``cls()`` when not given), so a nested field shows the
+    value its parent gives it (EvolveConfig's ``engine.kind`` is "hf", though a bare
+    EngineConfig's is "scripted")."""
     import ast
     import inspect
 
@@ -151,18 +155,23 @@ def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
             if isinstance(nxt.value, ast.Constant) and isinstance(node.target, ast.Name):
                 docs[node.target.id] = " ".join(str(nxt.value.value).split())
     hints = typing.get_type_hints(cls)
+    if instance is None:
+        instance = cls()
     out = []
     for f in dataclasses.fields(cls):
         name = _join(prefix, f.name)
         tp = hints[f.name]
+        value = getattr(instance, f.name)
         if dataclasses.is_dataclass(tp):
             out.append((name, tp.__name__, None, docs.get(f.name, "")))
-            out.extend(field_docs(tp, name))
+            out.extend(field_docs(tp, name, value))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append((name, _type_name(tp), default, docs.get(f.name, "")))
+        out.append((name, _type_name(tp), value, docs.get(f.name, "")))
     return out
 
 
 def _type_name(tp: Any) -> str:
+    # A Literal's __name__ is a bare "Literal": spell out the values it allows.
+    if typing.get_origin(tp) is Literal:
+        return "Literal[" + ", ".join(repr(v) for v in typing.get_args(tp)) + "]"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -8,29 +8,25 @@ strings, numbers, element-wise tuples) run before math-verify/sympy, which is
 Bounding time.  math-verify's own timeouts use `signal.alarm`, which works
 only in the main thread, so they are passed there and None elsewhere (Ray
 threaded actors, thread pools).  Every call also gets a CPU budget enforced
-by a watchdog thread (`_Watchdog`), and inputs whose cost lies in one
+by a watchdog thread (`rstar.budget`), and inputs whose cost lies in one
 uninterruptible C call (huge integer powers) are screened out before sympy
 sees them (`_too_expensive`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
-import os
 import re
-import signal
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import nullcontext
 from fractions import Fraction
-from functools import lru_cache, partial
-from typing import Any
+from functools import lru_cache
 
 from math_verify import parse, verify
+
+from rstar.budget import Overrun, keep_outer_alarm, watchdog
 
 __all__ = ["extract_answer", "equivalent", "normalize_answer"]
 
@@ -40,7 +36,7 @@ MAX_BRACE_DEPTH = 40  # deeper nesting risks recursion blow-ups in the parser
 MAX_POWER_DIGITS = 1_000_000  # 2**100000 is instant; 9**387420489 never ends
 PARSE_TIMEOUT_S = 2  # main thread only; signal.alarm takes whole seconds
 VERIFY_TIMEOUT_S = 2
-# CPU-time budget for one math-verify call, in every thread (`_Watchdog`).
+# CPU-time budget for one math-verify call, in every thread (`rstar.budget`).
 MATH_VERIFY_BUDGET_S = 1.5
 REL_TOL = 1e-6
 
@@ -296,98 +292,6 @@ def _too_expensive(s: str) -> bool:
     return re.search(r"!\s*\)?\s*!", s) is not None
 
 
-@contextmanager
-def _keep_outer_alarm() -> Iterator[None]:
-    """math-verify's alarm(0) cancels any SIGALRM timer already armed (e.g.
-    pytest-timeout's); re-arm it with the time it had left."""
-    delay, interval = signal.getitimer(signal.ITIMER_REAL)
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        if delay > 0:
-            signal.setitimer(signal.ITIMER_REAL, max(delay - (time.monotonic() - start), 1e-3), interval)
-
-
-class _Overrun(BaseException):
-    """Raised in a grading thread whose budget ran out.  A BaseException, so
-    library `except Exception` blocks let it unwind."""
-
-
-def _async_raise(ident: int, exc: type[BaseException] | None) -> None:
-    """Schedule `exc` in thread `ident` (None clears a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc) if exc else None)
-
-
-class _Watchdog:
-    """Per-call CPU budgets in any thread: signals reach only the main thread
-    and no pre-check bounds sympy's simplify ((sin x+cos x+tan x+x)^10 vs 3
-    took 24 s).  A daemon thread polls registered threads' CPU clocks and
-    raises `_Overrun` in an overrunning one; like a signal it lands between
-    bytecodes (one long C call finishes first: see `_too_expensive`).  A
-    trace hook made math-verify 2.8x slower; this is free under budget."""
-
-    POLL_S = 0.02
-
-    def __init__(self) -> None:
-        # A plain Lock: its C-level __enter__ cannot be interrupted half-way
-        # by an _Overrun (Condition.__enter__ is Python and could leak it held).
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._active: dict[int, list[Any]] = {}  # ident -> [clock, deadline, fired]
-        self._thread: threading.Thread | None = None
-
-    @contextmanager
-    def budget(self, seconds: float) -> Iterator[None]:
-        ident = threading.get_ident()
-        clock: Callable[[], float] = time.monotonic  # if no per-thread clocks
-        if hasattr(time, "pthread_getcpuclockid"):
-            # CPU time, so GIL contention between graders can't trip budgets.
-            clock = partial(time.clock_gettime, time.pthread_getcpuclockid(ident))
-        with self._lock:
-            self._active[ident] = [clock, clock() + seconds, False]
-            if self._thread is None:
-                self._start()
-        self._wake.set()
-        try:
-            yield
-        finally:
-            # Until the entry is gone and a pending _Overrun is cleared, one
-            # may land even here; retry so none can escape past this point.
-            while True:
-                try:
-                    with self._lock:
-                        entry = self._active.pop(ident, None)
-                        if entry is not None and entry[2]:
-                            _async_raise(ident, None)
-                    break
-                except _Overrun:
-                    continue
-
-    def _start(self) -> None:
-        # An _Overrun landing in a GC/weakref callback is reported as
-        # "Exception ignored" (and re-fired later); don't print those.
-        previous = sys.unraisablehook
-        sys.unraisablehook = lambda u: None if isinstance(u.exc_value, _Overrun) else previous(u)
-        self._thread = threading.Thread(target=self._run, name="rstar-grading-watchdog", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while self._wake.wait():
-            with self._lock:
-                for ident, entry in self._active.items():
-                    used = entry[0]()
-                    if used > entry[1]:
-                        entry[1:] = [used + 0.1, True]  # re-fire if it was swallowed
-                        _async_raise(ident, _Overrun)
-                if not self._active:
-                    self._wake.clear()  # sleep until the next budget starts
-            time.sleep(self.POLL_S)
-
-
-_watchdog = _Watchdog()
-# A forked child inherits neither the thread nor a sane lock state: start over.
-os.register_at_fork(after_in_child=_watchdog.__init__)
 _warm_lock = threading.Lock()
 _warmed_up = False
 
@@ -404,7 +308,7 @@ def _warm_up() -> None:
     global _warmed_up
     with _warm_lock:
         if not _warmed_up:
-            with _watchdog.budget(30.0):
+            with watchdog.budget(30.0):
                 for tex in (r"\begin{pmatrix}\frac{1}{2}&\sqrt{3}\\x^{2}&y\end{pmatrix}", r"(1,2]\cup\{3\}"):
                     verify(_mv_parse(tex, None), _mv_parse(tex, None), timeout_seconds=None)
             _warmed_up = True
@@ -419,10 +323,10 @@ def _math_verify(pred: str, gold: str) -> bool:
     try:
         if not _warmed_up:
             _warm_up()
-        with _keep_outer_alarm() if on_main else nullcontext(), _watchdog.budget(MATH_VERIFY_BUDGET_S):
+        with keep_outer_alarm() if on_main else nullcontext(), watchdog.budget(MATH_VERIFY_BUDGET_S):
             g, p = _mv_parse(gold, p_to), _mv_parse(pred, p_to)
             return bool(g and p and verify(g, p, timeout_seconds=v_to))
-    except (Exception, _Overrun):  # noqa: BLE001 - grading must never raise
+    except (Exception, Overrun):  # noqa: BLE001 - grading must never raise
         return False
 
 

@@ -94,3 +94,19 @@ def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path):
     assert (cfg.ppm_train.train.epochs, cfg.ppm_train.train.batch_size) == (
         ppm_default.epochs, ppm_default.batch_size) != (6, 16)
     assert cfg.engine.kind == EvolveConfig().engine.kind == "hf" and cfg.engine.max_tokens == 32
+
+
+def test_config_reference_shows_nested_defaults_and_literal_values():
+    """``rstar config`` prints the defaults a field really has inside its parent, and spells
+    out the values a Literal field accepts."""
+    from rstar.config import EvolveConfig, field_docs
+
+    rows = {name: (tp, default) for name, tp, default, _ in field_docs(EvolveConfig)}
+    # EvolveConfig serves its trained policy with hf (a bare EngineConfig says "scripted").
+    assert rows["engine.kind"][1] == "hf" and rows["bootstrap.kind"][1] == "scripted"
+    assert rows["policy_train.min_steps"][1] == EvolveConfig().policy_train.min_steps == 0
+    assert rows["policy_init"][0] == "Literal['base', 'previous']"
+    out = subprocess.run([sys.executable, "-m", "rstar.cli", "config", "evolve"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "engine.kind: Literal['scripted', 'hf', 'vllm', 'openai', 'none'] = 'hf'" in out.stdout
