@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -275,7 +276,9 @@ def write_summary(workdir: Path, n_rounds: int, budget_s: float = 0.0) -> list[d
                            ("search_acc", "MCTS + PPM"), ("train_solved_frac", "train solved"),
                            ("ppm_pair_acc", "PPM pair acc"),
                            ("ppm_sample_order_acc", "PPM on own samples")):
-            ax.plot(xs, [row.get(key) or 0 for row in rows], marker="o", label=label)
+            # A missing value (e.g. no correct-and-wrong sample pair) is a gap, not a zero.
+            ax.plot(xs, [math.nan if row.get(key) is None else row[key] for row in rows],
+                    marker="o", label=label)
         ax.set_xlabel("round")
         ax.set_ylabel("accuracy")
         ax.set_xticks(xs)
