@@ -154,7 +154,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     from trainers.sft import ensure_tiny_base, train_policy
     from trainers.tiny_model import make_tiny_model
 
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
     workdir.mkdir(parents=True, exist_ok=True)
     n_rounds = rounds or cfg.rounds
     if n_rounds > len(cfg.schedule):

@@ -120,12 +120,15 @@ def test_lora_merge_matches_unmerged(round_dir):
     assert torch.allclose(before, after, atol=1e-4)
 
 
-def test_policy_sft_on_two_ray_train_workers(round_dir):
+def test_policy_sft_on_two_ray_train_workers(round_dir, monkeypatch):
+    # Relative paths, as a user types them: Ray Train workers run in a directory of their own,
+    # so the job must resolve them first (else the base model is looked up on the hub).
+    monkeypatch.chdir(round_dir.parent)
     cfg = PolicyTrainConfig(
-        base_model=str(round_dir / "base"), eval_problems=8, min_steps=0,
+        base_model=f"{round_dir.name}/base", eval_problems=8, min_steps=0,
         train=TrainConfig(epochs=1, num_workers=2, cpus_per_worker=1, batch_size=16,
                           micro_batch_size=8, log_every=1))
-    m = train_policy(cfg, round_dir, out_dir=str(round_dir / "policy-2w"))
+    m = train_policy(cfg, round_dir.name, out_dir=f"{round_dir.name}/policy-2w")
     assert m["steps"] >= 1 and m["examples"] > 0 and 0 <= m["greedy_acc"] <= 1
     saved = json.loads((round_dir / "policy-2w" / "train_metrics.json").read_text())
     assert saved["greedy_acc"] == m["greedy_acc"] and saved["train_tokens_per_s"] > 0

@@ -166,6 +166,18 @@ def report_checkpoint(metrics: dict, save: Callable[[str], None]) -> None:
         ray.train.report(metrics)
 
 
+def absolute(path: str) -> str:
+    """A local path made absolute (URIs unchanged). Ray Train runs its workers in a directory of
+    their own, where a relative path the user typed (``--workdir runs/x``) points elsewhere."""
+    return path if not path or "://" in path else str(Path(path).expanduser().resolve())
+
+
+def model_ref(name: str) -> str:
+    """A model to load: absolute if it is a local directory, else as given (a hub id such as
+    ``Qwen/Qwen2.5-Math-7B``, which transformers downloads)."""
+    return absolute(name) if name and Path(name).expanduser().exists() else name
+
+
 def storage_path(workdir: str) -> str:
     """Where Ray Train keeps a round's job state: WORKDIR/ray_train (absolute, as Ray needs)."""
     return f"{workdir}/ray_train" if "://" in workdir else str(Path(workdir).resolve() / "ray_train")

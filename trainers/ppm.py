@@ -195,14 +195,14 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their training positions fills
     the set up to ``cfg.max_positions`` (their held-out problems join the held-out set)."""
-    from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
-                                 storage_path, with_min_steps)
+    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref, run_job,
+                                 sample_at_most, storage_path, with_min_steps)
     from trainers.sft import write_metrics
 
-    workdir = str(workdir)
-    shard_dir = shard_dir or f"{workdir}/shards"
-    out_dir = out_dir or f"{workdir}/ppm"
-    init = cfg.init_model or f"{workdir}/policy"
+    workdir = absolute(str(workdir))
+    shard_dir = absolute(shard_dir or f"{workdir}/shards")
+    out_dir = absolute(out_dir or f"{workdir}/ppm")
+    init = model_ref(cfg.init_model) or f"{workdir}/policy"
     pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, cfg.format)  # checks shards
     if "://" not in init and not Path(init, "config.json").exists():
         raise FileNotFoundError(f"PPM init checkpoint not found: {init} (run train-policy "

@@ -152,14 +152,14 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
     ``cfg.replay_ratio`` times this round's count, is mixed in."""
-    from trainers.common import (NoTrainingData, export_checkpoint, run_job, sample_at_most,
-                                 storage_path, with_min_steps)
+    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref, run_job,
+                                 sample_at_most, storage_path, with_min_steps)
     from trainers.tiny_model import make_tiny_model
 
-    workdir = str(workdir)
-    shard_dir = shard_dir or f"{workdir}/shards"
-    out_dir = out_dir or f"{workdir}/policy"
-    base = cfg.base_model or ensure_tiny_base(workdir, cfg.format, make_tiny_model)
+    workdir = absolute(str(workdir))
+    shard_dir = absolute(shard_dir or f"{workdir}/shards")
+    out_dir = absolute(out_dir or f"{workdir}/policy")
+    base = model_ref(cfg.base_model) or ensure_tiny_base(workdir, cfg.format, make_tiny_model)
     # Tokenising happens in the train workers, which have transformers loaded already (a Ray
     # Data task would pay seconds to import it, per process).
     examples = sft_dataset(shard_dir, cfg.top_k).materialize()
