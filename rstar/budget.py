@@ -50,7 +50,7 @@ class Watchdog:
     and no pre-check bounds sympy's simplify ((sin x+cos x+tan x+x)^10 vs 3
     took 24 s).  A daemon thread polls registered threads' CPU clocks and
     raises `Overrun` in an overrunning one; like a signal it lands between
-    bytecodes (one long C call finishes first: see `_too_expensive`).  A
+    bytecodes (one long C call finishes first: see `rstar.grading._too_expensive`).  A
     trace hook made math-verify 2.8x slower; this is free under budget."""
 
     POLL_S = 0.02

@@ -149,7 +149,8 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 scores = [next(vals) if e is not None else -1.0 for e in ends]
                 best.append(ppm_select(ends, scores, "ppm_best"))
                 keep = [i for i, e in enumerate(ends) if e is not None and e.answer is not None]
-                verdicts.append([bool(verifier.check(ends[i].answer, p.answer)) for i in keep])
+                # The samples ran with the gold answer: their terminals are graded already.
+                verdicts.append([bool(ends[i].correct) for i in keep])
                 answered.append([scores[i] for i in keep])
             out["best_of_n_acc"] = acc(best)
             # The PPM on the policy's own samples: what best-of-N and the search rely on.

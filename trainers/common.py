@@ -180,7 +180,7 @@ def model_ref(name: str) -> str:
 
 def storage_path(workdir: str) -> str:
     """Where Ray Train keeps a round's job state: WORKDIR/ray_train (absolute, as Ray needs)."""
-    return f"{workdir}/ray_train" if "://" in workdir else str(Path(workdir).resolve() / "ray_train")
+    return f"{absolute(workdir)}/ray_train"
 
 
 def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
