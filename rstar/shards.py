@@ -74,7 +74,8 @@ def read_table(shard_dir: str | Path, columns: list[str] | None = None):
             tables.append(pq.read_table(f, columns=columns, filesystem=fs))
         except Exception as e:  # a truncated or foreign file: say which one
             raise ValueError(f"corrupt shard {f}: {e}") from e
-    return pa.concat_tables(tables)
+    # Shards from before a column was added (tree.rows.OPTIONAL) lack it: null-filled here.
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def problem_ids(shard_dir: str | Path) -> set[str]:

@@ -38,6 +38,8 @@ def find_tree(shard_dir: str | Path, problem_id: str) -> Tree:
 
 def _label(n: Node, best: set[int]) -> str:
     bits = [f"<b>#{n.id}</b> Q={n.q:+.2f} N={n.visits}"]
+    if n.count > 1:  # the policy wrote this step several times in one expansion
+        bits.append(f"written {n.count}x")
     if n.prior is not None:
         bits.append(f"PPM={n.prior:+.2f}")
     if n.dead:

@@ -165,3 +165,42 @@ def test_unvisited_zero_mode_and_c(sandbox):
     (s,) = list(run_batched([TreeSearch(p.id, p.question, p.answer, VERIFIER, cfg)],
                             ScriptedTeacher(0.3), sandbox))
     assert s.tree.root.visits == s.stats.rollouts
+
+
+def test_duplicate_candidates_merge_into_counts(sandbox):
+    # The teacher writes the right step most of the time, so expansions hold duplicates: each
+    # distinct text is one node, and the counts add up to the candidates the policy wrote.
+    (s,) = run_trees(sandbox, 21, 0.3, 8, 5, "terminal", n=1)
+    expanded = [n for n in s.tree.nodes if n.children]
+    assert expanded and any(c.count > 1 for n in expanded for c in n.children)
+    for n in expanded:
+        assert sum(c.count for c in n.children) == 5
+        assert len({c.text.strip() for c in n.children}) == len(n.children)
+        assert abs(sum(c.share for c in n.children) - 1.0) < 1e-9
+    for end in s.tree.terminals():
+        expect = 1.0
+        for step in end.path():
+            expect *= step.count / sum(c.count for c in step.parent.children)
+        assert abs(end.path_share() - expect) < 1e-12
+
+
+
+def test_shards_from_before_the_count_column_still_read(sandbox, tmp_path):
+    # A workdir resumed after an upgrade holds shards with and without the ``count`` column.
+    import pyarrow.parquet as pq
+
+    from rstar import shards
+    from trainers.common import check_shards
+
+    done = run_trees(sandbox, 8, 0.3, 6, 4, "terminal", n=4)
+    shards.write_trees(tmp_path / "old.parquet", [s.tree for s in done[:2]], round=1)
+    shards.write_trees(tmp_path / "new.parquet", [s.tree for s in done[2:]], round=1)
+    old = tmp_path / "old.parquet"
+    pq.write_table(pq.read_table(old).drop(["count"]), old)
+    check_shards([str(old), str(tmp_path / "new.parquet")])
+    back = {t.problem_id: t for t in shards.read_trees(tmp_path)}
+    for s in done:
+        want = [n.count for n in s.tree.nodes]
+        got = [n.count for n in back[s.tree.problem_id].nodes]
+        assert got == (want if s in done[2:] else [1] * len(want))
+    assert any(c > 1 for s in done[2:] for c in (n.count for n in s.tree.nodes))

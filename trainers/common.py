@@ -48,9 +48,9 @@ def check_shards(files: list[str]) -> None:
     import pyarrow.parquet as pq
 
     from rstar.shards import EXTRA_COLUMNS, filesystem
-    from tree.rows import COLUMNS
+    from tree.rows import COLUMNS, OPTIONAL
 
-    need = set(COLUMNS) | set(EXTRA_COLUMNS)
+    need = (set(COLUMNS) - OPTIONAL) | set(EXTRA_COLUMNS)
     for f in files:
         fs, path = filesystem(f)
         try:

@@ -145,14 +145,17 @@ class TreeSearch:
             problem_id=self.tree.problem_id,
         )
         texts = yield Propose(request)
-        seen: set[str] = set()
+        seen: dict[str, Node] = {}
         children: list[Node] = []
         for text in texts:  # type: ignore[union-attr]
             key = text.strip()
-            if not key or key in seen:
-                continue  # drop empty and duplicate candidates (SPEC §3)
-            seen.add(key)
-            children.append(self.tree.add(node, text))
+            if not key:
+                continue
+            if key in seen:  # one node per distinct step (SPEC §3); the count keeps the evidence
+                seen[key].count += 1
+                continue
+            seen[key] = self.tree.add(node, text)
+            children.append(seen[key])
 
         to_run = [c for c in children if self.fmt.has_code(c.text, steps)]
         if to_run:

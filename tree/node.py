@@ -33,6 +33,9 @@ class Node:
     """Verifier's verdict on ``answer`` (terminal nodes with ground truth), else None."""
     exhausted: bool = False
     """Nothing left to explore below (terminal, dead, or every child exhausted)."""
+    count: int = 1
+    """How many of its parent's expansion's candidates had this text (duplicates are merged into
+    one node, SPEC §3, but how often the policy wrote a step is evidence of its probability)."""
 
     @property
     def q(self) -> float:
@@ -56,6 +59,21 @@ class Node:
 
     def steps(self) -> list[str]:
         return [n.text for n in self.path()]
+
+    @property
+    def share(self) -> float:
+        """This step's share of its parent's candidates: the policy's probability, estimated."""
+        if self.parent is None:
+            return 1.0
+        return self.count / max(1, sum(c.count for c in self.parent.children))
+
+    def path_share(self) -> float:
+        """The product of ``share`` along the path: the estimated probability that the policy
+        writes this whole trajectory."""
+        p = 1.0
+        for n in self.path():
+            p *= n.share
+        return p
 
 
 @dataclass(eq=False)

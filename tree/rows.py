@@ -21,6 +21,7 @@ COLUMNS: dict[str, str] = {
     "visits": "int32",
     "value_sum": "float64",
     "prior": "float64",  # null unless a scorer gave the node its first value
+    "count": "int32",  # candidates of the parent's expansion with this text
     "exec_ok": "bool",
     "exec_error": "string",
     "terminal": "bool",
@@ -29,6 +30,9 @@ COLUMNS: dict[str, str] = {
     "question": "string",
     "gold": "string",
 }
+
+OPTIONAL = frozenset({"count"})
+"""Columns added after shards were first written: older shards lack them, readers default them."""
 
 
 def arrow_schema(extra: dict[str, str] | None = None):
@@ -54,6 +58,7 @@ def to_rows(tree: Tree, **extra: Any) -> list[dict[str, Any]]:
             "visits": n.visits,
             "value_sum": n.value_sum,
             "prior": n.prior,
+            "count": n.count,
             "exec_ok": n.exec_ok,
             "exec_error": n.exec_error,
             "terminal": n.terminal,
@@ -95,6 +100,7 @@ def from_rows(rows: Iterable[dict[str, Any]]) -> list[Tree]:
                 value_sum=float(r["value_sum"]),
                 prior=None if prior is None or prior != prior else float(prior),  # NaN -> None
                 prior_visits=0 if prior is None or prior != prior else 1,
+                count=int(r.get("count") or 1),  # shards written before the column: 1
                 exec_ok=bool(r["exec_ok"]),
                 exec_error=r.get("exec_error"),
                 terminal=bool(r["terminal"]),
