@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-n", type=int, default=8, help="trajectories per problem (default 8)")
     v.add_argument("--select", choices=SELECT_RULES,
                    default="ppm_best", help="answer of the best PPM-scored trajectory (paper), "
-                   "a vote of the top 4 (reference code), or a PPM-weighted vote of all")
+                   "a vote of the top 4 (reference code), or a vote of all weighted by the PPM, "
+                   "by the policy's path share, or by both (all are reported)")
     v.add_argument("--candidates", type=int, default=4, help="candidates per expansion")
     v.add_argument("--rollouts", type=int, default=32, help="rollout budget per problem")
     v.add_argument("--limit", type=int, help="only the first K problems")

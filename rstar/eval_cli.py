@@ -61,7 +61,11 @@ def markdown(res: dict) -> str:
                  (f"MCTS + PPM, {n} trajectories, vote of PPM's top 4",
                   res["search_acc_ppm_vote"]),
                  (f"MCTS + PPM, {n} trajectories, PPM-weighted vote",
-                  res["search_acc_ppm_weighted"])]
+                  res["search_acc_ppm_weighted"]),
+                 (f"MCTS + PPM, {n} trajectories, vote weighted by the policy's path share",
+                  res["search_acc_path_vote"]),
+                 (f"MCTS + PPM, {n} trajectories, vote weighted by path share x PPM",
+                  res["search_acc_path_ppm"])]
     lines = [f"**{res.get('benchmark') or 'data'}** — {res['problems']} problems, policy "
              f"`{res['policy']}`, PPM `{res.get('ppm')}`", "", "| method | accuracy |",
              "|---|---|"]

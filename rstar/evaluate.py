@@ -69,9 +69,12 @@ def majority(answers: list[str | None]) -> str | None:
 
 def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
     """The answer of the best-scored trajectory (ppm_best, the paper's rule); the majority answer
-    among the top-4 scored ones (ppm_vote, the reference code's); or the answer whose
-    trajectories' scores sum highest (ppm_weighted: a vote weighted by (r + 1) / 2, so a score of
-    -1 counts nothing), which leans on the PPM least where it misjudges single trajectories."""
+    among the top-4 scored ones (ppm_vote, the reference code's); or a weighted vote, the answer
+    whose trajectories' weights sum highest: (r + 1) / 2 for ppm_weighted (a score of -1 counts
+    nothing), which leans on the PPM least where it misjudges single trajectories; the
+    trajectory's ``path_share`` for path_vote (the policy's own probability of writing it,
+    estimated from the candidate counts: search merges duplicates, and this is how their
+    evidence still votes); their product for path_ppm."""
     ranked = sorted((s, i) for i, (e, s) in enumerate(zip(ends, scores))
                     if e is not None and e.answer is not None)
     ranked.reverse()
@@ -85,7 +88,10 @@ def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
     first: dict[str, str] = {}
     for s, i in sorted(ranked, key=lambda si: si[1]):  # in trajectory order: ties go to the first
         key = normalize_answer(ends[i].answer)
-        weight[key] = weight.get(key, 0.0) + (s + 1) / 2
+        w = (s + 1) / 2 if select != "path_vote" else 1.0
+        if select in ("path_vote", "path_ppm"):
+            w *= ends[i].path_share()
+        weight[key] = weight.get(key, 0.0) + w
         first.setdefault(key, ends[i].answer)
     return first[max(weight, key=weight.get)]
 

@@ -127,9 +127,7 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
             "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
             "ppm_sample_order_acc": out["ppm_sample_order_acc"],
             "ppm_sample_pairs": out["ppm_sample_pairs"],
-            "search_acc_ppm_best": out["search_acc_ppm_best"],
-            "search_acc_ppm_vote": out["search_acc_ppm_vote"],
-            "search_acc_ppm_weighted": out["search_acc_ppm_weighted"],
+            **{k: v for k, v in out.items() if k.startswith("search_acc_")},
             "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"]}
 
 

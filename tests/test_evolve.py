@@ -119,7 +119,7 @@ def test_eval_on_a_gsm8k_slice(run, tmp_path):
     assert res["problems"] == 20 and res["n"] == 2 and res["select"] == "ppm_best"
     assert res["search_acc"] == res["search_acc_ppm_best"]
     for key in ("greedy_acc", "maj_acc", "best_of_n_acc", "search_acc", "search_acc_ppm_vote",
-                "search_acc_ppm_weighted"):
+                "search_acc_ppm_weighted", "search_acc_path_vote", "search_acc_path_ppm"):
         assert 0 <= res[key] <= 1
     assert "| MCTS + PPM" in (out / "results.md").read_text()
 

@@ -1,10 +1,12 @@
-"""Answer selection at test time (SPEC §3): majority vote and the PPM's two rules."""
+"""Answer selection at test time (SPEC §3): majority vote, the PPM's rules, and the votes weighted
+by how often the policy wrote each trajectory."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from rstar.evaluate import majority, ppm_select, sample_ordering
+from tree.node import Tree
 
 
 def end(answer):
@@ -34,6 +36,30 @@ def test_ppm_weighted_sums_scores_per_answer():
     assert ppm_select(ends, [0.9, 0.8, 0.8, 1.0, 0.95], "ppm_weighted") == "5"
     # A score of -1 adds nothing: 9 alone at -1 never beats 5 at -0.9.
     assert ppm_select([end("9"), end("5")], [-1.0, -0.9], "ppm_weighted") == "5"
+
+
+def test_path_votes_weigh_trajectories_by_how_often_the_policy_wrote_them():
+    # The policy wrote step A three times out of four at the root, then A's only continuation
+    # (twice, merged into one node); B once, then two different continuations that both answer 9.
+    tree = Tree(problem_id="p", question="q")
+    a = tree.add(tree.root, "A")
+    a.count = 3
+    b = tree.add(tree.root, "B")
+    a1 = tree.add(a, "A1")
+    a1.count = 2
+    b1, b2 = tree.add(b, "B1"), tree.add(b, "B2")
+    a1.answer, b1.answer, b2.answer = "5", "9", "9.0"
+    ends = [b1, a1, b2]
+    assert [e.path_share() for e in ends] == [1 / 8, 3 / 4, 1 / 8]
+    # Distinct trajectories alone say 9 (two against one) ...
+    assert majority([e.answer for e in ends]) == "9"
+    # ... their estimated probability says 5 (0.75 against 0.25).
+    assert ppm_select(ends, [0.0, 0.0, 0.0], "path_vote") == "5"
+    # path_ppm multiplies in (r + 1) / 2: 5 at 0.75 * 0.05 loses to 9 at 0.125 * (1 + 1).
+    assert ppm_select(ends, [1.0, -0.9, 1.0], "path_ppm") == "9"
+    assert ppm_select(ends, [1.0, 0.0, 1.0], "path_ppm") == "5"
+    # The scores do not matter to path_vote.
+    assert ppm_select(ends, [1.0, -1.0, 1.0], "path_vote") == "5"
 
 
 def test_sample_ordering_counts_correct_over_wrong_pairs_within_a_problem():
