@@ -127,13 +127,16 @@ def test_eval_on_a_gsm8k_slice(run, tmp_path):
 def test_show_tree_renders_html(run, tmp_path):
     from rstar import shards
 
-    pid = shards.read_table(run / "round-1" / "shards", ["problem_id"]).column(
-        "problem_id")[0].as_py()
+    # A tree whose search merged duplicate candidates, so the page must show a count.
+    rows = shards.read_table(run / "round-1" / "shards", ["problem_id", "count"]).to_pylist()
+    pid = next(r["problem_id"] for r in rows if r["count"] > 1)
+    most = max(r["count"] for r in rows if r["problem_id"] == pid)
     out = tmp_path / "t.html"
     p = rstar("show-tree", "--workdir", run / "round-1", "--problem", pid, "--out", out)
     assert p.returncode == 0, p.stderr
     page = out.read_text()
     assert page.startswith("<!doctype html>") and pid in page and "Q=" in page
+    assert f"written {most}x" in page
 
 
 def test_bad_input_errors_name_the_thing(run, tmp_path):
