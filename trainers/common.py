@@ -43,8 +43,9 @@ def set_threads(cpus: int) -> None:
         torch.set_num_threads(max(1, cpus))
 
 
-def check_shards(files: list[str]) -> None:
-    """Fail early, naming the file, on a shard that is not a readable tree table."""
+def check_shards(files: list[str], shard_dir: str = "") -> None:
+    """Fail early, naming the file, on a shard that is not a readable tree table (``files`` as
+    ``rstar.shards.shard_files(shard_dir)`` lists them; local paths need no ``shard_dir``)."""
     import pyarrow.parquet as pq
 
     from rstar.shards import EXTRA_COLUMNS, filesystem
@@ -52,9 +53,9 @@ def check_shards(files: list[str]) -> None:
 
     need = (set(COLUMNS) - OPTIONAL) | set(EXTRA_COLUMNS)
     for f in files:
-        fs, path = filesystem(f)
+        fs, path = filesystem(shard_dir) if shard_dir else filesystem(f)
         try:
-            with fs.open_input_file(path) as fh:
+            with fs.open_input_file(f if shard_dir else path) as fh:
                 names = set(pq.ParquetFile(fh).schema_arrow.names)
         except Exception as e:
             raise ValueError(f"corrupt shard {f}: {e}") from None
@@ -63,11 +64,13 @@ def check_shards(files: list[str]) -> None:
 
 
 def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
-    """Ray Data: read one or several rounds' shards, gather each tree's rows (keyed by round and
-    problem id, so one problem searched in two rounds stays two trees), apply ``fn`` per tree.
+    """Ray Data: read one or several rounds' shards and apply ``fn(tree, **fn_kwargs)``, which
+    returns a list of output rows, to every tree.
 
-    Few partitions: the data is small per round and each shuffle partition costs a task (Ray's
-    default of 200 takes tens of seconds on a laptop); a tree never spans shard files anyway.
+    One task reads a few whole shard files: a tree never spans files (``ShardWriter`` writes
+    whole trees, each problem once a round), so no groupby shuffle is needed. The shuffle cost
+    8-13 s per call here whatever the size (100 problems or 4,000), and a round mines its own
+    shards and replays older ones for both jobs.
     """
     import logging
 
@@ -80,15 +83,32 @@ def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     dirs = [shard_dir] if isinstance(shard_dir, str) else list(shard_dir)
-    files = [f for d in dirs for f in shard_files(d)]
-    if not files:
+    items = []
+    for d in map(str, dirs):
+        files = shard_files(d)
+        check_shards(files, d)
+        items += [{"dir": d, "file": f} for f in files]
+    if not items:
         raise FileNotFoundError(f"no shards in {', '.join(map(str, dirs))} (run rstar generate "
                                 f"first)")
-    check_shards(files)
-    ds = ray.data.read_parquet(files)
-    parts = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
-    return ds.groupby(["round", "problem_id"], num_partitions=parts).map_groups(
-        fn, batch_format="pyarrow", fn_kwargs=fn_kwargs)
+    blocks = max(1, min(len(items), 2 * int(ray.cluster_resources().get("CPU", 1))))
+    return ray.data.from_items(items, override_num_blocks=blocks).flat_map(
+        _mine_file, fn_kwargs={"fn": fn, "kwargs": fn_kwargs})
+
+
+def _mine_file(item: dict, fn: Callable, kwargs: dict) -> list[dict]:
+    """``map_trees``' task body: one shard file's trees through ``fn``."""
+    import pyarrow.parquet as pq
+
+    from rstar.shards import filesystem
+    from tree.rows import from_rows
+
+    fs, _ = filesystem(item["dir"])
+    try:
+        rows = pq.read_table(item["file"], filesystem=fs).to_pylist()
+    except Exception as e:
+        raise ValueError(f"corrupt shard {item['file']}: {e}") from None
+    return [out for tree in from_rows(rows) for out in fn(tree, **kwargs)]
 
 
 def sample_at_most(ds, cap: float, seed: int):
@@ -98,6 +118,17 @@ def sample_at_most(ds, cap: float, seed: int):
     if cap and n > cap:
         ds = ds.random_sample(cap / n, seed=seed).materialize()
     return ds
+
+
+def n_distinct(ds, column: str) -> int:
+    """Distinct values of ``column`` in a materialized Ray Dataset, counted from its Arrow blocks
+    (``Dataset.unique`` runs an aggregation job: ~3 s here, for a few thousand rows)."""
+    import pyarrow as pa
+    import ray
+
+    blocks = [ray.get(b) for b in ds.select_columns([column]).to_arrow_refs()]
+    tables = pa.concat_tables(blocks, promote_options="default") if blocks else None
+    return len(tables.column(column).unique()) if tables is not None else 0
 
 
 def with_min_steps(tc, min_steps: int, n: int):

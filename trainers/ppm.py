@@ -1,6 +1,6 @@
 """The process preference model (SPEC §4-§5) as a Ray Train job.
 
-Ray Data groups the round's rows by problem, rebuilds each tree and mines its step-level pairs
+Ray Data reads the round's shard files, rebuilds each tree and mines its step-level pairs
 (``tree.extract.preference_pairs``), one output row per step position with all its positives,
 negatives and valid (pos, neg) combinations. The PPM starts from the round's SFT policy with a
 one-label sequence-classification head; its score is tanh of the head at the step's last token —
@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from tree.extract import preference_pairs
-from tree.rows import from_rows
 from tree.steps import StepFormat
 
 
@@ -43,21 +42,15 @@ def pair_groups(tree, per_side: int = 2) -> list[dict]:
     return list(groups.values())
 
 
-def ppm_group(batch, per_side: int = 2, holdout_frac: float = 0.05,
-              fmt: StepFormat = StepFormat()) -> dict:
-    """Ray Data ``map_groups`` body: one problem's rows → one row per step position."""
-    (tree,) = from_rows(batch.to_pylist())
+def ppm_rows(tree, per_side: int = 2, holdout_frac: float = 0.05,
+             fmt: StepFormat = StepFormat()) -> list[dict]:
+    """``map_trees`` body: one problem's tree → one row per step position."""
     held = is_heldout(tree.problem_id, holdout_frac)
-    out: dict[str, list] = {"problem_id": [], "heldout": [], "kind": [], "pos_texts": [],
-                            "neg_texts": [], "combos": []}
-    for g in pair_groups(tree, per_side):
-        out["problem_id"].append(tree.problem_id)
-        out["kind"].append(g["kind"])
-        out["heldout"].append(held)
-        out["pos_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["pos"]])
-        out["neg_texts"].append([fmt.scored_text(tree.question, g["prefix"] + s) for s in g["neg"]])
-        out["combos"].append(g["combos"])
-    return out
+    return [{"problem_id": tree.problem_id, "heldout": held, "kind": g["kind"],
+             "pos_texts": [fmt.scored_text(tree.question, g["prefix"] + s) for s in g["pos"]],
+             "neg_texts": [fmt.scored_text(tree.question, g["prefix"] + s) for s in g["neg"]],
+             "combos": g["combos"]}
+            for g in pair_groups(tree, per_side)]
 
 
 @lru_cache(maxsize=4)
@@ -71,7 +64,7 @@ def pair_dataset(shard_dir: str, per_side: int, holdout_frac: float, fmt: StepFo
     """Ray Dataset of step positions with their pairs, from a round's shards."""
     from trainers.common import map_trees
 
-    return map_trees(shard_dir, ppm_group,
+    return map_trees(shard_dir, ppm_rows,
                      {"per_side": per_side, "holdout_frac": holdout_frac, "fmt": fmt})
 
 

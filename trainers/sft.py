@@ -15,16 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from tree.extract import sft_examples
-from tree.rows import from_rows
 from tree.steps import StepFormat
 
 
-def sft_group(batch, top_k: int = 2) -> dict:
-    """Ray Data ``map_groups`` body: one problem's rows → its SFT examples."""
-    (tree,) = from_rows(batch.to_pylist())
-    ex = sft_examples(tree, top_k=top_k)
-    return {"problem_id": [e["problem_id"] for e in ex], "question": [e["question"] for e in ex],
-            "steps": [list(e["steps"]) for e in ex]}
+def sft_rows(tree, top_k: int = 2) -> list[dict]:
+    """``map_trees`` body: one problem's SFT examples."""
+    return [{"problem_id": e["problem_id"], "question": e["question"], "steps": list(e["steps"])}
+            for e in sft_examples(tree, top_k=top_k)]
 
 
 @lru_cache(maxsize=4)
@@ -60,7 +57,7 @@ def sft_dataset(shard_dir: str, top_k: int):
     """Ray Dataset of SFT examples (problem_id, question, steps) from a round's shards."""
     from trainers.common import map_trees
 
-    return map_trees(shard_dir, sft_group, {"top_k": top_k})
+    return map_trees(shard_dir, sft_rows, {"top_k": top_k})
 
 
 def load_model(config: dict):
@@ -152,8 +149,9 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
     ``cfg.replay_ratio`` times this round's count, is mixed in."""
-    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref, run_job,
-                                 sample_at_most, storage_path, with_min_steps)
+    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
+                                 n_distinct, run_job, sample_at_most, storage_path,
+                                 with_min_steps)
     from trainers.tiny_model import make_tiny_model
 
     workdir = absolute(str(workdir))
@@ -183,7 +181,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
     metrics.update(examples=n, replayed_examples=replayed, base_model=base, epochs=tc.epochs,
-                   problems=len(set(examples.unique("problem_id"))))
+                   problems=n_distinct(examples, "problem_id"))
     if cfg.eval_problems > 0:
         from rstar.evaluate import greedy_accuracy
 

@@ -1,6 +1,6 @@
 """Training data from finished trees (SPEC §4): difficulty, policy SFT picks, PPM preference pairs.
 
-Pure functions of a ``Tree``: the trainers call them per problem (inside Ray Data ``map_groups``),
+Pure functions of a ``Tree``: the trainers call them per problem (inside Ray Data tasks),
 so nothing here looks across problems.
 """
 
