@@ -81,6 +81,8 @@ def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
     # Ray Data's per-execution progress logs drown the trainers' own lines on a terminal.
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ... and turning them off logs a warning about it, once per process.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
     dirs = [shard_dir] if isinstance(shard_dir, str) else list(shard_dir)
     items = []
