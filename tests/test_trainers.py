@@ -102,6 +102,31 @@ def test_tanh_in_training_and_scoring_and_bt_loss(round_dir, tok):
     assert hits2 == hits
 
 
+def test_shared_prefix_scoring_equals_scoring_each_text(round_dir, tok):
+    # The trainer runs a position's common prefix once; every text must still get the score
+    # inference gives it alone, whatever the groups' prefix and text lengths.
+    from trainers.ppm import group_logits
+
+    engine = HFScoreEngine(round_dir / "base")
+    q = "Tom has 5 apples. He buys 3 bags with 4 apples each. How many apples does Tom have?"
+    s1, s2 = "<code>\napples = 5\n<end_of_step>", "apples = apples + 3 * 4\n<end_of_step>"
+    groups = [
+        [FMT.scored_text(q, [s1]), FMT.scored_text(q, ["<code>\napples = 6\n<end_of_step>"]),
+         FMT.scored_text(q, ["<code>\napples = 5 *\n<end_of_step>"])],
+        [FMT.scored_text(q, [s1, s2]), FMT.scored_text(q, [s1, "apples = apples - 3\n<end_of_step>"])],
+        [FMT.scored_text("Q?", ["x = 1\n<end_of_step>"]), FMT.scored_text("Q?", ["x = 1\n<end_of_step>"]),
+         FMT.scored_text("Q?", ["x = 1\n<end_of_step>", "print(x)\n<end_of_code>"])],
+    ]
+    with torch.no_grad():
+        shared = group_logits(engine.model, tok, groups, "cpu")
+        alone = [ppm_logits(engine.model, **{k: v for k, v in tok([x], add_special_tokens=False,
+                                                                  return_tensors="pt").items()
+                                             if k in ("input_ids", "attention_mask")})
+                 for g in groups for x in g]
+    assert torch.allclose(shared, torch.cat(alone), atol=1e-5)
+    assert len(set(torch.cat(alone).round(decimals=4).tolist())) >= 6  # the texts differ
+
+
 def test_lora_merge_matches_unmerged(round_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

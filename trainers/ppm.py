@@ -3,8 +3,9 @@
 Ray Data reads the round's shard files, rebuilds each tree and mines its step-level pairs
 (``tree.extract.preference_pairs``), one output row per step position with all its positives,
 negatives and valid (pos, neg) combinations. The PPM starts from the round's SFT policy with a
-one-label sequence-classification head; its score is tanh of the head at the step's last token —
-``actors.engines.hf.ppm_logits``, the very function inference uses. The loss is Bradley-Terry,
+one-label sequence-classification head; its score is tanh of the head at the step's last token,
+what inference computes with ``actors.engines.hf.ppm_logits`` (``group_logits`` gets the same
+numbers sharing each position's common prefix). The loss is Bradley-Terry,
 -log σ(r⁺ − r⁻), averaged over a position's combinations, then over positions (plus an optional
 penalty on the head's squared output, ``logit_l2``, that keeps scores off tanh's flat tails).
 5% of problems are held out; pairwise accuracy on their pairs is saved with the checkpoint.
@@ -68,6 +69,65 @@ def pair_dataset(shard_dir: str, per_side: int, holdout_frac: float, fmt: StepFo
                      {"per_side": per_side, "holdout_frac": holdout_frac, "fmt": fmt})
 
 
+def group_logits(model, tok, groups: list[list[str]], device):
+    """The head's output (before tanh) for every text of every group, flattened in order: what
+    ``actors.engines.hf.ppm_logits`` gives each text alone.
+
+    A step position's texts share the question and the steps so far — most of their tokens — so
+    each group's common token prefix runs once and its key/value cache is copied to the group's
+    texts, which continue from it (about half the tokens through the model; equal up to float
+    rounding, which a test checks). A model wrapped for DDP/FSDP must see one forward pass per
+    backward pass, so wrapped models (several workers) score each text whole."""
+    import torch
+
+    from actors.engines.hf import ppm_logits
+    from trainers.common import pad_batch
+
+    texts = [x for g in groups for x in g]
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    spans, k = [], 0
+    for g in groups:
+        spans.append((k, len(g)))
+        k += len(g)
+    cut = [_common_prefix(ids[s:s + n]) for s, n in spans]
+    if getattr(model, "module", None) is not None or min(cut) == 0:
+        enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return ppm_logits(model, enc["input_ids"].to(device), enc["attention_mask"].to(device))
+    pad = tok.pad_token_id
+    # Prefixes left-padded (positions count real tokens, as in ppm_logits) ...
+    width = max(cut)
+    pre = torch.full((len(groups), width), pad, dtype=torch.long)
+    pmask = torch.zeros_like(pre)
+    for i, ((s, _), c) in enumerate(zip(spans, cut)):
+        pre[i, width - c:] = torch.tensor(ids[s][:c])
+        pmask[i, width - c:] = 1
+    out = model(input_ids=pre.to(device), attention_mask=pmask.to(device),
+                position_ids=(pmask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True)
+    # ... each text's rest right-padded after its group's cache, so the head's pooling (the
+    # rightmost non-pad token) lands on the text's last token.
+    owner = torch.tensor([i for i, (_, n) in enumerate(spans) for _ in range(n)])
+    cache = out.past_key_values
+    cache.batch_select_indices(owner.to(device))
+    rest, rmask = pad_batch([ids[s + j][c:] for (s, n), c in zip(spans, cut) for j in range(n)],
+                            pad)
+    start = torch.tensor(cut)[owner]
+    res = model(input_ids=rest.to(device),
+                attention_mask=torch.cat([pmask[owner], rmask], 1).to(device),
+                position_ids=(start[:, None] + torch.arange(rest.shape[1])[None]).to(device),
+                past_key_values=cache, use_cache=True)
+    return res.logits[:, 0]
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the token prefix all ``seqs`` share, leaving each at least one token of its
+    own (the one the head reads)."""
+    n = min(len(s) for s in seqs) - 1
+    for i in range(max(0, n)):
+        if any(s[i] != seqs[0][i] for s in seqs[1:]):
+            return i
+    return max(0, n)
+
+
 def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float = 0.0) -> tuple:
     """Mean Bradley-Terry loss over positions (each the mean over its combinations), plus how
     many combinations the model orders correctly and how many there are.
@@ -78,15 +138,12 @@ def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float 
     import torch
     import torch.nn.functional as F
 
-    from actors.engines.hf import ppm_logits
-
-    texts, spans = [], []
+    spans, k = [], 0
     for g in groups:
-        start = len(texts)
-        texts += list(g["pos_texts"]) + list(g["neg_texts"])
-        spans.append((start, len(g["pos_texts"])))
-    enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-    raw = ppm_logits(model, enc["input_ids"].to(device), enc["attention_mask"].to(device)).float()
+        spans.append((k, len(g["pos_texts"])))
+        k += len(g["pos_texts"]) + len(g["neg_texts"])
+    raw = group_logits(model, tok, [list(g["pos_texts"]) + list(g["neg_texts"]) for g in groups],
+                       device).float()
     r = torch.tanh(raw)
     losses, hits, n = [], 0, 0
     for g, (start, n_pos) in zip(groups, spans):
@@ -110,10 +167,15 @@ def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
     hits: dict[str, int] = {}
     seen: dict[str, int] = {}
     with torch.no_grad():
-        for g in groups:
-            _, h, n = group_loss_and_hits(model, tok, [g], device)
-            hits[g["kind"]] = hits.get(g["kind"], 0) + h
-            seen[g["kind"]] = seen.get(g["kind"], 0) + n
+        for kind in sorted({g["kind"] for g in groups}):
+            # Scored 16 positions at a time, similar lengths together (a text's score does not
+            # depend on its batch).
+            mine = sorted((g for g in groups if g["kind"] == kind),
+                          key=lambda g: sum(map(len, g["pos_texts"])))
+            for i in range(0, len(mine), 16):
+                _, h, n = group_loss_and_hits(model, tok, mine[i:i + 16], device)
+                hits[kind] = hits.get(kind, 0) + h
+                seen[kind] = seen.get(kind, 0) + n
     n_all = sum(seen.values())
     out = {"pair_acc": sum(hits.values()) / max(1, n_all), "heldout_pairs": n_all}
     for kind in ("step", "final"):
