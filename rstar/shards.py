@@ -61,21 +61,24 @@ def write_shard(shard_dir: str | Path, rows: list[dict], name: str | None = None
 def read_table(shard_dir: str | Path, columns: list[str] | None = None):
     """All complete shards of a directory as one pyarrow Table (empty table if none)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    fs, _ = filesystem(shard_dir)
     files = shard_files(shard_dir)
     schema = arrow_schema(EXTRA_COLUMNS)
     if not files:
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)
-    tables = []
-    for f in files:
-        try:
-            tables.append(pq.read_table(f, columns=columns, filesystem=fs))
-        except Exception as e:  # a truncated or foreign file: say which one
-            raise ValueError(f"corrupt shard {f}: {e}") from e
+    tables = [read_shard(shard_dir, f, columns) for f in files]
     # Shards from before a column was added (tree.rows.OPTIONAL) lack it: null-filled here.
     return pa.concat_tables(tables, promote_options="default")
+
+
+def read_shard(shard_dir: str | Path, file: str, columns: list[str] | None = None):
+    """One shard file (as ``shard_files(shard_dir)`` lists it) as a pyarrow Table."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file, columns=columns, filesystem=filesystem(shard_dir)[0])
+    except Exception as e:  # a truncated or foreign file: say which one
+        raise ValueError(f"corrupt shard {file}: {e}") from e
 
 
 def problem_ids(shard_dir: str | Path) -> set[str]:

@@ -53,9 +53,9 @@ def check_shards(files: list[str], shard_dir: str = "") -> None:
 
     need = (set(COLUMNS) - OPTIONAL) | set(EXTRA_COLUMNS)
     for f in files:
-        fs, path = filesystem(shard_dir) if shard_dir else filesystem(f)
+        fs, path = (filesystem(shard_dir)[0], f) if shard_dir else filesystem(f)
         try:
-            with fs.open_input_file(f if shard_dir else path) as fh:
+            with fs.open_input_file(path) as fh:
                 names = set(pq.ParquetFile(fh).schema_arrow.names)
         except Exception as e:
             raise ValueError(f"corrupt shard {f}: {e}") from None
@@ -100,16 +100,10 @@ def map_trees(shard_dir: str | list[str], fn: Callable, fn_kwargs: dict):
 
 def _mine_file(item: dict, fn: Callable, kwargs: dict) -> list[dict]:
     """``map_trees``' task body: one shard file's trees through ``fn``."""
-    import pyarrow.parquet as pq
-
-    from rstar.shards import filesystem
+    from rstar.shards import read_shard
     from tree.rows import from_rows
 
-    fs, _ = filesystem(item["dir"])
-    try:
-        rows = pq.read_table(item["file"], filesystem=fs).to_pylist()
-    except Exception as e:
-        raise ValueError(f"corrupt shard {item['file']}: {e}") from None
+    rows = read_shard(item["dir"], item["file"]).to_pylist()
     return [out for tree in from_rows(rows) for out in fn(tree, **kwargs)]
 
 
@@ -128,7 +122,7 @@ def n_distinct(ds, column: str) -> int:
     import pyarrow as pa
     import ray
 
-    blocks = [ray.get(b) for b in ds.select_columns([column]).to_arrow_refs()]
+    blocks = ray.get(ds.select_columns([column]).to_arrow_refs())
     tables = pa.concat_tables(blocks, promote_options="default") if blocks else None
     return len(tables.column(column).unique()) if tables is not None else 0
 
