@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rstar.config import SELECT_RULES, ConfigError, SearchRunConfig, field_docs, load_config
@@ -54,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 
         cfg = load_config(PolicyTrainConfig, args.config)
         init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
-        metrics = train_policy(cfg, args.workdir)
+        metrics = train_policy(cfg, args.workdir, show_progress=not args.quiet)
         print(f"\npolicy: {args.workdir}/policy  greedy accuracy "
               f"{metrics.get('greedy_acc', float('nan')):.1%}  "
               f"train {metrics['train_tokens_per_s']:.0f} tok/s")
@@ -63,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
         cfg = load_config(PPMTrainConfig, args.config)
         init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
-        metrics = train_ppm(cfg, args.workdir)
+        metrics = train_ppm(cfg, args.workdir, show_progress=not args.quiet)
         print(f"\nppm: {args.workdir}/ppm  held-out pairwise accuracy {metrics['pair_acc']:.1%} "
               f"({metrics['heldout_pairs']} pairs; sibling steps {metrics['pair_acc_step']:.1%}, "
               f"whole trajectories {metrics['pair_acc_final']:.1%})  "
@@ -100,7 +101,7 @@ def _eval(args: argparse.Namespace) -> int:
     res = run_eval(problems, args.policy, args.ppm, args.out, n=args.n, select=args.select,
                    candidates=args.candidates, rollouts=args.rollouts, engine=args.engine,
                    max_tokens=args.max_tokens, domain=domain,
-                   name=args.benchmark or args.data)
+                   name=args.benchmark or args.data, show_progress=not args.quiet)
     print(markdown(res))
     print(f"written: {args.out}/results.json, {args.out}/results.md")
     return 0
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "Hugging Face checkpoint and train_metrics.json.")
         t.add_argument("--workdir", required=True, help="round directory (shards/ inside)")
         t.add_argument("--config", help=f"YAML file (rstar config {name})")
+        t.add_argument("--quiet", action="store_true", help="no progress bar")
         t.set_defaults(func=_train)
 
     v = sub.add_parser("eval", help="test-time search on a benchmark, with baselines",
@@ -222,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-tokens", type=int, default=256, help="tokens per step")
     v.add_argument("--arith", action="store_true", help="--data holds arith problems")
     v.add_argument("--out", default="eval-results", help="output directory")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=_eval)
 
     t = sub.add_parser("show-tree", help="render one problem's search tree as HTML",
@@ -243,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # transformers draws a bar for every checkpoint it loads (each engine, each evaluation: a
+    # dozen a round), which buries the run's own bars; set it to 0 to see them again.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return args.func(args)
     except ConfigError as e:

@@ -26,7 +26,7 @@ def load_problems(data: str | None, benchmark: str | None, limit: int | None):
 def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Path, *, n: int = 8,
              select: str = "ppm_best", candidates: int = 4, rollouts: int = 32,
              engine: str = "hf", max_tokens: int = 256, domain: str = "math",
-             name: str = "") -> dict:
+             name: str = "", show_progress: bool = False) -> dict:
     from actors.engines.factory import make_policy, make_scorer
     from rstar.evaluate import evaluate
     from tree.steps import StepFormat
@@ -42,7 +42,8 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
         sandbox = dataclasses.replace(sandbox, preload=(*sandbox.preload, "sympy"))
     t0 = time.perf_counter()
     res = evaluate(problems, fmt, sandbox, policy, scorer, n=n, candidates=candidates,
-                   rollouts=rollouts, select=select, domain=domain)  # type: ignore[arg-type]
+                   rollouts=rollouts, select=select, domain=domain,  # type: ignore[arg-type]
+                   show_progress=show_progress)
     res.update(benchmark=name, policy=policy_path, ppm=ppm_path, wall_s=round(
         time.perf_counter() - t0, 1))
     out = Path(out_dir)

@@ -23,17 +23,25 @@ def _sandbox(sandbox_cfg):
 
 
 def _run(problems, cfg: MCTSConfig, policy, fmt, sandbox, scorer=None, gold=True, domain="arith",
-         tag: str = "") -> list[Tree]:
+         tag: str = "", desc: str | None = None) -> list[Tree]:
     return _run_many([(p, cfg, tag) for p in problems], policy, fmt, sandbox, scorer, gold,
-                     domain)
+                     domain, desc)
 
 
-def _run_many(jobs, policy, fmt, sandbox, scorer=None, gold=True, domain="arith") -> list[Tree]:
-    """One batched pass over (problem, config, id tag) jobs; their trees in job order."""
+def _run_many(jobs, policy, fmt, sandbox, scorer=None, gold=True, domain="arith",
+              desc: str | None = None) -> list[Tree]:
+    """One batched pass over (problem, config, id tag) jobs; their trees in job order. ``desc``:
+    a progress bar of finished trees under that name (None: no bar)."""
+    from tqdm import tqdm
+
     verifier = verifier_for(domain)
     searches = [TreeSearch(p.id + tag, p.question, p.answer if gold else None, verifier, cfg, fmt)
                 for p, cfg, tag in jobs]
-    done = {s.tree.problem_id: s.tree for s in run_batched(searches, policy, sandbox, scorer)}
+    done = {}
+    with tqdm(total=len(searches), desc=desc, unit="tree", disable=desc is None) as bar:
+        for s in run_batched(searches, policy, sandbox, scorer):
+            done[s.tree.problem_id] = s.tree
+            bar.update()
     return [done[p.id + tag] for p, _, tag in jobs]
 
 
@@ -46,13 +54,13 @@ def greedy_solve(policy, problems, fmt, sandbox_cfg, domain: str = "arith",
 
 
 def sample_trajectories(policy, problems, n: int, fmt, sandbox, domain="arith",
-                        max_depth: int = 16, seed: int = 0) -> list[list]:
+                        max_depth: int = 16, seed: int = 0, desc: str | None = None) -> list[list]:
     """``n`` independent sampled trajectories per problem: their terminal nodes (None if none)."""
     # All n samples of all problems in one pass, so the engine sees n times fuller batches.
     cfgs = [MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth, seed=seed * 1000 + k)
             for k in range(n)]
     trees = _run_many([(p, cfgs[k], f"#s{k}") for p in problems for k in range(n)], policy, fmt,
-                      sandbox, domain=domain)
+                      sandbox, domain=domain, desc=desc)
     ends = [t.terminals() for t in trees]
     return [[e[0] if e else None for e in ends[i * n:(i + 1) * n]] for i in range(len(problems))]
 
@@ -114,14 +122,15 @@ def sample_ordering(verdicts: list[list[bool]],
 
 
 def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: int,
-                   rollouts: int, domain="arith", max_depth: int = 16, seed: int = 0) -> list:
+                   rollouts: int, domain="arith", max_depth: int = 16, seed: int = 0,
+                   desc: str | None = None) -> list:
     """Test-time search (SPEC §3): PPM-guided MCTS without ground truth until ``n`` trajectories
     end in an answer (or the rollout budget is spent). Per problem, the answered terminals and
     their PPM scores, for ``ppm_select`` (so several selection rules apply to one search)."""
     cfg = MCTSConfig(rollouts=rollouts, candidates=candidates, value_mode="ppm",
                      max_trajectories=n, max_depth=max_depth, seed=seed)
     trees = _run(problems, cfg, policy, fmt, sandbox, scorer, gold=False, domain=domain,
-                 tag="#tts")
+                 tag="#tts", desc=desc)
     out = []
     for t in trees:
         ends = [e for e in t.terminals() if e.answer is not None]
@@ -131,8 +140,12 @@ def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: i
 
 def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candidates: int = 4,
              rollouts: int = 32, select: Select = "ppm_best", domain: str = "arith",
-             seed: int = 0, max_depth: int = 16) -> dict:
-    """Greedy pass@1, maj@n, best-of-n by the PPM, and PPM-guided search, on the same problems."""
+             seed: int = 0, max_depth: int = 16, show_progress: bool = False) -> dict:
+    """Greedy pass@1, maj@n, best-of-n by the PPM, and PPM-guided search, on the same problems;
+    ``show_progress``: a bar per phase (greedy, samples, search)."""
+    def bar(name: str) -> str | None:
+        return f"eval {name}" if show_progress else None
+
     verifier = verifier_for(domain)
 
     def acc(answers):
@@ -141,8 +154,9 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
 
     with _sandbox(sandbox_cfg) as sb:
         greedy = _run(problems, MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth),
-                      _greedy(policy), fmt, sb, domain=domain, tag="#g")
-        samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed)
+                      _greedy(policy), fmt, sb, domain=domain, tag="#g", desc=bar("greedy"))
+        samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
+                                      desc=bar(f"{n} samples"))
         out = {"problems": len(problems), "n": n,
                "greedy_acc": sum(t.solved() for t in greedy) / max(1, len(problems)),
                "maj_acc": acc([majority([e.answer if e else None for e in ends])
@@ -163,7 +177,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
             out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(verdicts,
                                                                                    answered)
             found = search_answers(policy, scorer, problems, fmt, sb, n, candidates, rollouts,
-                                   domain, max_depth, seed)
+                                   domain, max_depth, seed, desc=bar("search"))
             # Every selection rule on the same trees: with a weak PPM, voting is more robust than
             # its single best pick (reported side by side).
             for rule in SELECT_RULES:

@@ -111,7 +111,8 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
             "ppm_scored_steps": scored}
 
 
-def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
+def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
+                   show_progress: bool = False) -> dict:
     from actors.engines.factory import make_policy, make_scorer
     from rstar.evaluate import evaluate
 
@@ -122,7 +123,7 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int) -> dict:
     scorer = make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
     out = evaluate(heldout_set(cfg), fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
                    candidates=e.candidates, rollouts=e.rollouts, select=e.select,
-                   domain=cfg.domain, seed=e.seed)
+                   domain=cfg.domain, seed=e.seed, show_progress=show_progress)
     return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
             "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
             "ppm_sample_order_acc": out["ppm_sample_order_acc"],
@@ -185,7 +186,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.policy_init == "previous" else [])
                 train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd),
-                             replay_dirs=replay)
+                             replay_dirs=replay, show_progress=show_progress)
             except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
                 _carry_over(init, rd / "policy", str(e))
             progress["sft_s"] = round(time.perf_counter() - t, 1)
@@ -195,7 +196,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
             try:
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.ppm_train.replay else [])
-                train_ppm(cfg.ppm_train, str(rd), replay_dirs=replay)
+                train_ppm(cfg.ppm_train, str(rd), replay_dirs=replay,
+                          show_progress=show_progress)
             except NoTrainingData as e:
                 if r == 1:
                     raise
@@ -204,7 +206,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
             _save(rd / "progress.json", progress)
         ppm_metrics = _load(rd / "ppm" / "train_metrics.json")
         t = time.perf_counter()
-        evaluation = evaluate_round(cfg, workdir, r)
+        evaluation = evaluate_round(cfg, workdir, r, show_progress)
         timing = {k: progress.get(k) for k in ("sft_s", "ppm_s")}
         eval_s = round(time.perf_counter() - t, 1)
         m = {"round": r, **progress["generate"], **evaluation, **timing, "eval_s": eval_s,

@@ -145,7 +145,7 @@ def test_lora_merge_matches_unmerged(round_dir):
     assert torch.allclose(before, after, atol=1e-4)
 
 
-def test_policy_sft_on_two_ray_train_workers(round_dir, monkeypatch):
+def test_policy_sft_on_two_ray_train_workers(round_dir, monkeypatch, capsys):
     # Relative paths, as a user types them: Ray Train workers run in a directory of their own,
     # so the job must resolve them first (else the base model is looked up on the hub).
     monkeypatch.chdir(round_dir.parent)
@@ -153,8 +153,12 @@ def test_policy_sft_on_two_ray_train_workers(round_dir, monkeypatch):
         base_model=f"{round_dir.name}/base", eval_problems=8, min_steps=0,
         train=TrainConfig(epochs=1, num_workers=2, cpus_per_worker=1, batch_size=16,
                           micro_batch_size=8, log_every=1))
-    m = train_policy(cfg, round_dir.name, out_dir=f"{round_dir.name}/policy-2w")
+    m = train_policy(cfg, round_dir.name, out_dir=f"{round_dir.name}/policy-2w",
+                     show_progress=True)
     assert m["steps"] >= 1 and m["examples"] > 0 and 0 <= m["greedy_acc"] <= 1
+    # Ray runs with log_to_driver=False, yet the driver's bar followed rank 0 to the last step.
+    bar = [x for x in capsys.readouterr().err.split("\r") if x.startswith("policy-sft")][-1]
+    assert f"{m['steps']}/{m['steps']}" in bar and "tok_s=" in bar
     saved = json.loads((round_dir / "policy-2w" / "train_metrics.json").read_text())
     assert saved["greedy_acc"] == m["greedy_acc"] and saved["train_tokens_per_s"] > 0
 
@@ -180,9 +184,11 @@ def test_ppm_replay_fills_a_small_round_and_min_steps_raises_epochs(round_dir, t
     gen = GenerateConfig(problems=12, seed=11, mcts=MCTSConfig(rollouts=8, candidates=4),
                          workers=WorkerConfig(flush_s=0.5))
     assert run_generate(gen, d, show_progress=False)["missing"] == 0
-    own = pair_dataset(str(d / "shards"), 2, 0.2, FMT).filter(lambda r: not r["heldout"]).count()
+    from ray.data.expressions import col
+
+    own = pair_dataset(str(d / "shards"), 2, 0.2, FMT).filter(expr=~col("heldout")).count()
     pool = pair_dataset(str(round_dir / "shards"), 2, 0.2, FMT).filter(
-        lambda r: not r["heldout"]).count()
+        expr=~col("heldout")).count()
     assert 0 < own and own + 20 < pool
     cfg = PPMTrainConfig(init_model=str(round_dir / "base"), holdout_frac=0.2,
                          max_positions=own + 20, min_steps=10,

@@ -19,11 +19,23 @@ class NoTrainingData(ValueError):
 
 def run_job(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict, *,
             num_workers: int, use_gpu: bool, storage_path: str, name: str,
-            cpus_per_worker: int = 1):
-    """Run ``train_fn`` as a ``TorchTrainer`` job (CPU workers here, GPU workers on a cluster)."""
+            cpus_per_worker: int = 1, show_progress: bool = False):
+    """Run ``train_fn`` as a ``TorchTrainer`` job (CPU workers here, GPU workers on a cluster).
+
+    ``show_progress``: a bar on the driver's terminal follows the job's optimizer steps. The
+    workers' own progress lines go to Ray Train's log files and the dashboard, not here: the
+    CLI starts Ray with ``log_to_driver=False`` (engine and sandbox actors would flood it), so
+    rank 0 also sends its step count to a small actor (``tell``) that the driver polls."""
+    import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    watcher = None
+    if show_progress:
+        from trainers.progress import Watcher
+
+        watcher = Watcher(name)
+        loop_config = {**loop_config, "progress": watcher.board}
     trainer = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
@@ -32,7 +44,13 @@ def run_job(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict,
         run_config=ray.train.RunConfig(storage_path=storage_path, name=name),
         datasets=datasets,
     )
-    return trainer.fit()
+    if watcher is not None:
+        watcher.start()  # fit() stays on the main thread (Ray Train handles signals there)
+    try:
+        return trainer.fit()
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def set_threads(cpus: int) -> None:

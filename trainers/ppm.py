@@ -199,6 +199,7 @@ def train_fn(config: dict) -> None:
 
     from trainers.common import (Meter, Stepper, epochs_of, report_checkpoint, set_threads,
                                  unwrap)
+    from trainers.progress import tell
 
     tc = config["train"]
     set_threads(tc["cpus_per_worker"])
@@ -225,7 +226,11 @@ def train_fn(config: dict) -> None:
             meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
                       float(loss))
             hits, seen = hits + h, seen + n
-            if stepper.micro(loss) and rank == 0 and stepper.steps % tc["log_every"] == 0:
+            if not stepper.micro(loss) or rank != 0:
+                continue
+            tell(config, step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
+                 texts_s=f"{meter.rate(world):.0f}")
+            if stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
                 print(f"[train-ppm] epoch {epoch + 1}/{tc['epochs']} step {stepper.steps}/"
                       f"{stepper.total} loss {w['loss']:.4f} train pair acc "
@@ -234,6 +239,7 @@ def train_fn(config: dict) -> None:
     metrics = {"train_loss": meter.last_loss(), "steps": stepper.steps,
                "train_texts_per_s": meter.rate(world)}
     model.eval()
+    tell(config, step=stepper.steps, total=stepper.total, phase="held-out pairs")
     metrics.update(heldout_accuracy(model, tok, config["heldout"], device))
 
     def save(d: str) -> None:
@@ -245,11 +251,15 @@ def train_fn(config: dict) -> None:
 
 
 def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
-              out_dir: str | None = None, replay_dirs: list[str] = ()) -> dict:
+              out_dir: str | None = None, replay_dirs: list[str] = (),
+              show_progress: bool = False) -> dict:
     """Pairs from ``WORKDIR/shards``, init from ``WORKDIR/policy`` → ``WORKDIR/ppm``.
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their training positions fills
-    the set up to ``cfg.max_positions`` (their held-out problems join the held-out set)."""
+    the set up to ``cfg.max_positions`` (their held-out problems join the held-out set).
+    ``show_progress``: a bar of the job's optimizer steps on the terminal."""
+    from ray.data.expressions import col
+
     from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref, run_job,
                                  sample_at_most, storage_path, with_min_steps)
     from trainers.sft import write_metrics
@@ -264,9 +274,9 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 f"first, or set init_model)")
     tc = cfg.train
     groups = pairs.materialize()
-    train = sample_at_most(groups.filter(lambda r: not r["heldout"]), cfg.max_positions,
+    train = sample_at_most(groups.filter(expr=~col("heldout")), cfg.max_positions,
                            tc.seed)
-    heldout = groups.filter(lambda r: r["heldout"]).take_all()
+    heldout = groups.filter(expr=col("heldout")).take_all()
     n_own = train.count()
     if n_own == 0:
         raise NoTrainingData(f"{shard_dir}: no preference pairs (no problem has both correct "
@@ -276,10 +286,10 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
         old = pair_dataset(list(replay_dirs), cfg.per_side, cfg.holdout_frac,
                            cfg.format).materialize()
         room = cfg.max_positions - n_own if cfg.max_positions else 0
-        extra = sample_at_most(old.filter(lambda r: not r["heldout"]), room, tc.seed)
+        extra = sample_at_most(old.filter(expr=~col("heldout")), room, tc.seed)
         replayed = extra.count()
         train = train.union(extra).materialize()
-        heldout += old.filter(lambda r: r["heldout"]).take_all()
+        heldout += old.filter(expr=col("heldout")).take_all()
     n_train = n_own + replayed
     tc = with_min_steps(tc, cfg.min_steps, n_train)
     result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
@@ -287,7 +297,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 "heldout": heldout},
                      {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
-                     name="ppm")
+                     name="ppm", show_progress=show_progress)
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
     metrics.update(positions=n_train, replayed_positions=replayed, epochs=tc.epochs,

@@ -83,6 +83,7 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
     """The training loop proper; ``shard`` is anything with Ray Data's ``iter_rows`` /
     ``iter_batches`` (the Ray Train job passes its dataset shard, the overhead benchmark a list)."""
     from trainers.common import Meter, Stepper, epochs_of, pad_batch
+    from trainers.progress import tell
 
     tc, fmt = config["train"], config["fmt"]
     stepper = Stepper(model, tc, config["n_examples"], world)
@@ -107,7 +108,11 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                         labels=labels.to(device))
             meter.add(int(mask.sum()), float(out.loss))
-            if stepper.micro(out.loss) and rank == 0 and stepper.steps % tc["log_every"] == 0:
+            if not stepper.micro(out.loss) or rank != 0:
+                continue
+            tell(config, step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
+                 tok_s=f"{meter.rate(world):.0f}")
+            if stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
                 print(f"[train-policy] epoch {epoch + 1}/{tc['epochs']} step {stepper.steps}/"
                       f"{stepper.total} loss {w['loss']:.4f} {w['tokens_per_s'] * world:.0f} "
@@ -144,11 +149,13 @@ def train_fn(config: dict) -> None:
 
 
 def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
-                 out_dir: str | None = None, replay_dirs: list[str] = ()) -> dict:
+                 out_dir: str | None = None, replay_dirs: list[str] = (),
+                 show_progress: bool = False) -> dict:
     """SFT on ``WORKDIR/shards`` → ``WORKDIR/policy`` (+ ``train_metrics.json``); returns metrics.
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
-    ``cfg.replay_ratio`` times this round's count, is mixed in."""
+    ``cfg.replay_ratio`` times this round's count, is mixed in. ``show_progress``: a bar of the
+    job's optimizer steps on the terminal."""
     from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
                                  n_distinct, run_job, sample_at_most, storage_path,
                                  with_min_steps)
@@ -177,7 +184,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 "fmt": cfg.format},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
-                     name="policy-sft")
+                     name="policy-sft", show_progress=show_progress)
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
     metrics.update(examples=n, replayed_examples=replayed, base_model=base, epochs=tc.epochs,
