@@ -22,11 +22,8 @@ def run_job(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict,
             cpus_per_worker: int = 1, show_progress: bool = False):
     """Run ``train_fn`` as a ``TorchTrainer`` job (CPU workers here, GPU workers on a cluster).
 
-    ``show_progress``: a bar on the driver's terminal follows the job's optimizer steps. The
-    workers' own progress lines go to Ray Train's log files and the dashboard, not here: the
-    CLI starts Ray with ``log_to_driver=False`` (engine and sandbox actors would flood it), so
-    rank 0 also sends its step count to a small actor (``tell``) that the driver polls."""
-    import ray
+    ``show_progress``: a bar on the driver's terminal follows the job's optimizer steps
+    (``trainers.progress``: why the workers' own lines do not reach it)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
