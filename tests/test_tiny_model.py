@@ -45,6 +45,19 @@ def test_reload_gives_identical_ids(tiny: Path) -> None:
     assert len(loaded(fresh[0])["input_ids"]) < len(fresh[0]) / 2  # BPE actually compresses
 
 
+def test_numbers_start_with_a_space_digit_token(tiny: Path) -> None:
+    """" 59" is " 5" then "9", after reload too, so a number's first digit is keyed on the word
+    before it (see build_tokenizer); digits without a space before them stay single digits."""
+    tok = AutoTokenizer.from_pretrained(tiny)
+    text = "(1) Lily has 59 stickers.\nstickers = 59 * 3\n<output>177<end_of_output>"
+    pieces = [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    assert pieces[:3] == ["(", "1", ")"]
+    assert pieces.count(" 5") == 2 and " " not in pieces[:pieces.index(" 5")]
+    assert pieces[pieces.index(" 5") + 1] == "9"
+    assert pieces[-5:] == ["<output>", "1", "7", "7", "<end_of_output>"]
+    assert all(len(tok.encode(f" {d}", add_special_tokens=False)) == 1 for d in range(10))
+
+
 def test_delimiters_are_single_special_tokens(tiny: Path) -> None:
     tok = AutoTokenizer.from_pretrained(tiny)
     assert tok.eos_token == tok.pad_token == "<|endoftext|>"

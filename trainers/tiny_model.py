@@ -2,7 +2,7 @@
 
 There is no model hub offline, so the embedded default builds its own checkpoint: a byte-level BPE
 trained on arith problems and scripted-teacher solutions, and a randomly initialised
-``Qwen2ForCausalLM`` of ~2M parameters. It is saved exactly like a real Qwen2.5-Math checkpoint
+``Qwen2ForCausalLM`` of ~1M parameters. It is saved exactly like a real Qwen2.5-Math checkpoint
 (``config.json``, ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``,
 ``generation_config.json``) so every later stage loads it through ``AutoTokenizer`` /
 ``AutoModelFor*`` and takes the same code path a real checkpoint takes.
@@ -79,11 +79,19 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512,
     # Vocab + merges are all that survive a save/reload round trip (see the docstring).
     vocab: dict[str, int] = backend.get_vocab(with_added_tokens=False)
     merges = _merges_of(backend)
-    return Qwen2Tokenizer(
+    tok = Qwen2Tokenizer(
         vocab=vocab, merges=merges, unk_token=EOS, eos_token=EOS, pad_token=EOS, bos_token=None,
         extra_special_tokens=specials[1:], padding_side="left",
         model_max_length=1024, clean_up_tokenization_spaces=False,
     )
+    # The Qwen2 regex splits " 59" into " ", "5", "9": every number follows the same " " token,
+    # so copying a question's number into a step needs an induction head that matches two tokens
+    # back. A from-scratch 1M model learns that late and by luck (seed 1's round-1 policy: 10%
+    # greedy, seed 0's: 50%). Added tokens " 0".." 9" (matched before the regex, as specials
+    # are) key each number's first digit on the word before it; with them the same two rounds of
+    # data train policies of 62% and 49% (100 problems). Real Qwen vocabularies are unchanged.
+    tok.add_tokens([f" {d}" for d in range(10)])
+    return tok
 
 
 def _merges_of(backend: Tokenizer) -> list[tuple[str, str]]:
