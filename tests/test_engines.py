@@ -51,7 +51,7 @@ def ppm_dir(policy_dir: Path) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         model = AutoModelForSequenceClassification.from_pretrained(policy_dir, num_labels=1)
-        torch.nn.init.normal_(model.score.weight, std=0.5)  # scores spread over (-1, 1)
+        torch.nn.init.normal_(model.score.weight, std=0.05)  # unsaturated: tanh spreads scores
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(policy_dir).save_pretrained(out)
     return out
