@@ -53,11 +53,15 @@ Isolation levels (`isolation=`)
   private, and mounts fresh size-limited tmpfs on /tmp, /var/tmp, /dev/shm
   and /run/lock (so nothing written there reaches the host, and it is wiped
   after every job). Directories that hold Python but are closed to others
-  (e.g. /root at 0700 with /root/.pyenv inside) are covered by a 0755 tmpfs
-  with only the needed entries bind-mounted back, so jobs can still import
-  the stdlib and site-packages; the rest of /root is hidden from jobs. A
-  probe then checks that `nobody` can list every import directory (if not,
-  "auto" falls back to basic and logs why; "full" raises). Each job drops
+  (e.g. /root at 0700 with /root/.pyenv inside) are covered by a 0755 tmpfs,
+  which hides the rest of them from jobs. Every import directory (stdlib,
+  site-packages, an editable checkout) that a private mount now hides - a
+  venv under /tmp, say - is bind-mounted back read-only at its own path, so
+  jobs import what the caller can wherever it is installed. A probe then
+  checks that `nobody` can list every import directory. If anything fails,
+  "full" raises; "auto" falls back to basic (having tried full in a
+  throwaway child, so the worker is untouched) and says why in
+  stats()["isolation_fallback"] and a warning. Each job drops
   to uid/gid `nobody` (no supplementary groups) before running, with the
   audit hook below on top. Kernel-enforced guarantees:
   - no network at all (empty netns: only a downed loopback);

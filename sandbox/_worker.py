@@ -7,7 +7,6 @@ Every job runs in a fresh fork() of this process (job side: _jobside.py,
 loaded by path so this never imports the sandbox package). Isolation levels
 are described in sandbox/__init__.py.
 """
-import ctypes
 import gc
 import importlib.util
 import io
@@ -21,22 +20,17 @@ import sys
 import time
 
 
-def _load_jobside():
+def _load(name):
     here = os.path.dirname(os.path.realpath(__file__))
-    spec = importlib.util.spec_from_file_location("_sandbox_jobside", os.path.join(here, "_jobside.py"))
+    spec = importlib.util.spec_from_file_location(f"_sandbox{name}", os.path.join(here, f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-_js = _load_jobside()
+_js, _iso = _load("_jobside"), _load("_isolate")
 _LIBC, PR_SET_PDEATHSIG, STDERR_LIMIT = _js._LIBC, _js.PR_SET_PDEATHSIG, _js.STDERR_LIMIT
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 HARD_GRACE_S = 0.5          # soft (SIGALRM) timeout -> hard SIGKILL of the process group
-# Private tmpfs mounts in full mode: these are the world-writable places on a
-# typical host, so covering them leaves `nobody` no shared writable directory.
-TMPFS = (("/tmp", "64m"), ("/var/tmp", "16m"), ("/dev/shm", "16m"), ("/run/lock", "1m"))
 
 
 def read_frame(fd):
@@ -153,8 +147,9 @@ def _result(data, status, killed, cfg):
                                   "without finishing"}
 
 
-def _clean(path):
-    # Jobs may leave read-only or 0o000 dirs; make them writable and retry.
+def _clean(path, keep=()):
+    # Jobs may leave read-only or 0o000 dirs; make them writable and retry. `keep`: entries
+    # that lead to import dirs bound back into a private tmpfs (never the job's to remove).
     def fix(func, p, _exc):
         try:
             os.chmod(os.path.dirname(p), 0o700)
@@ -166,6 +161,8 @@ def _clean(path):
         except OSError:
             pass
     for name in os.listdir(path):
+        if name in keep:
+            continue
         p = os.path.join(path, name)
         if os.path.isdir(p) and not os.path.islink(p):
             shutil.rmtree(p, onerror=fix)
@@ -174,73 +171,6 @@ def _clean(path):
                 os.unlink(p)
             except OSError:
                 pass
-
-
-def _check(rc, what):
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _enter_namespaces(paths):
-    """Private net + mount namespace for this worker and its jobs (full mode)."""
-    _check(_LIBC.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
-    # Without MS_PRIVATE the tmpfs mounts below could propagate to the host.
-    _check(_LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    _expose_for_nobody(paths)
-    for path, size in TMPFS:
-        if os.path.isdir(path) and not os.path.islink(path):
-            opts = f"size={size},nr_inodes=16384,mode=1777".encode()
-            _check(_LIBC.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts),
-                   f"mount tmpfs on {path}")
-
-
-def _expose_for_nobody(paths):
-    """Make Python's own dirs reachable for `nobody` without touching the host.
-
-    E.g. Python in /root/.pyenv with /root at 0700: nobody could not import
-    lazily-loaded stdlib modules. Cover the closed ancestor with a 0755 tmpfs
-    (which also hides the rest of it from jobs) and bind the needed entries back.
-    """
-    wanted = {}
-    for p in paths:
-        parts = p.strip("/").split("/")
-        for i in range(len(parts) - 1):
-            anc = "/" + "/".join(parts[:i])
-            if not os.stat(anc).st_mode & 0o001:
-                wanted.setdefault(anc, set()).add(parts[i])
-                break
-    for anc, names in wanted.items():
-        fds = {n: os.open(os.path.join(anc, n), os.O_PATH) for n in names}
-        _check(_LIBC.mount(b"tmpfs", anc.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                           b"size=1m,mode=0755"), f"mount tmpfs on {anc}")
-        for n, fd in fds.items():
-            target = os.path.join(anc, n)
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.mkdir(target)
-            else:
-                open(target, "w").close()
-            _check(_LIBC.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None,
-                               MS_BIND | MS_REC, None), f"bind {target}")
-            os.close(fd)
-
-
-def _probe(paths, ids):
-    """Fork once as `nobody` and list every import dir: full mode must not break imports."""
-    pid = os.fork()
-    if pid == 0:
-        i = -1   # exit code 1 = could not drop privileges, 2+i = paths[i] unreadable
-        try:
-            os.setgroups([])
-            os.setgid(ids[1])
-            os.setuid(ids[0])
-            for i, p in enumerate(paths):
-                os.listdir(p)
-            i = -2
-        finally:
-            os._exit(2 + i)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    return None if code == 0 else paths[code - 2] if 2 <= code < 2 + len(paths) else "probe"
 
 
 def _warm_up():
@@ -254,7 +184,8 @@ def _warm_up():
 
 
 def _setup(cfg):
-    """Returns (ready-frame fields, job uid/gid or None, tmp dirs to clean per job, job dir)."""
+    """Returns (ready-frame fields, job uid/gid or None, [(tmp dir to clean per job, entries to
+    keep)], job dir)."""
     info = {"preload_failed": [], "fallback": None}
     for name in cfg["preload"]:
         try:
@@ -265,28 +196,32 @@ def _setup(cfg):
     want = cfg["isolation"]
     if want == "auto":
         want = "full" if os.geteuid() == 0 else "basic"
+        info["fallback"] = None if want == "full" else "full isolation needs root"
     if want == "full":
         paths = sorted({os.path.realpath(p) for p in sys.path + [os.path.dirname(os.__file__)]
                         if os.path.isdir(p)})
         ids = (cfg["uid"], cfg["gid"])
         t0 = time.perf_counter()
-        try:
-            _enter_namespaces(paths)
-            bad = _probe(paths, ids)
+        # "auto" tries it in a child first: a failure halfway (namespaces entered, /tmp
+        # covered) would leave this process unable to run even basic jobs.
+        why = _iso.full_trial(paths, ids) if cfg["isolation"] == "auto" else None
+        if why is None:
+            bound = _iso.enter_namespaces(paths)
+            bad = _iso.probe(paths, ids)
             if bad:
                 raise OSError(f"user {ids[0]} cannot read {bad}")
             info["unshare_ms"] = (time.perf_counter() - t0) * 1e3
+            info["bound"] = bound
             os.makedirs("/tmp/job", exist_ok=True)
-            private_tmp = [d for d, _ in TMPFS if os.path.ismount(d)]
-            return dict(info, isolation="full"), ids, private_tmp, "/tmp/job"
-        except OSError as e:
-            if cfg["isolation"] == "full":
-                raise
-            info["fallback"] = f"full isolation unavailable ({e}); using basic"
+            dirty = [(d, {os.path.relpath(p, d).split("/")[0] for p in bound
+                          if _iso.under(p, [d])})
+                     for d, _ in _iso.TMPFS if os.path.ismount(d)]
+            return dict(info, isolation="full"), ids, dirty, "/tmp/job"
+        info["fallback"] = why
     import tempfile
     base = os.path.realpath(tempfile.mkdtemp(prefix="sandbox-"))
     tempfile.tempdir = None   # mkdtemp cached "/tmp"; jobs must pick up TMPDIR=<job dir>
-    return dict(info, isolation="basic", base=base), None, [base], os.path.join(base, "job")
+    return dict(info, isolation="basic", base=base), None, [(base, set())], os.path.join(base, "job")
 
 
 def main():
@@ -339,8 +274,8 @@ def main():
             os.close(r)
             res = _result(data, status, killed, cfg)
             res.update(op="result", id=job["id"], duration_s=time.monotonic() - t0)
-            for d in dirty:
-                _clean(d)
+            for d, keep in dirty:
+                _clean(d, keep)
             if killed == "caller":
                 break
             write_frame(out, res)

@@ -23,6 +23,13 @@ log = logging.getLogger("sandbox")
 
 DEFAULT_PRELOAD = ("math", "fractions", "itertools", "collections", "functools", "re")
 ISOLATION_LEVELS = ("auto", "full", "basic")
+# What a job can do at each level (the package docstring has the details).
+CONSEQUENCES = {
+    "full": "jobs run as nobody with no network, write only to private tmpfs mounts, and "
+            "cannot signal the caller",
+    "basic": "jobs run as the caller's user with its network and files, kept out only by "
+             "audit hooks (not a security boundary); fine for trusted or merely buggy code",
+}
 # The worker SIGKILLs a job at timeout + 0.5 s; this extra slack only matters if
 # the worker itself wedges (it also covers cleaning up a big job directory).
 CALLER_GRACE_S = 5.0
@@ -166,6 +173,7 @@ class Sandbox:
         self.output_limit, self.max_jobs_per_worker = int(output_limit), int(max_jobs_per_worker)
         self.preload, self.requested_isolation = tuple(preload), isolation
         self.isolation: str | None = None
+        self.fallback: str | None = None   # why "auto" got basic instead of full, if it did
         uid, gid = _nobody_ids()
         self._cfg = {"op": "init", "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
                      "output_limit": self.output_limit, "preload": list(self.preload),
@@ -209,9 +217,15 @@ class Sandbox:
     def stats(self) -> dict:
         with self._lock:
             out = dict(self._stats)
-        out.update(isolation=self.isolation, workers=self.workers,
+        out.update(isolation=self.isolation, isolation_fallback=self.fallback, workers=self.workers,
                    alive_workers=sum(1 for s in self._slots if s.worker is not None))
         return out
+
+    def fallback_note(self) -> str | None:
+        """One line on a fallback to weaker isolation: why, and what it means; None if none."""
+        if not self.fallback:
+            return None
+        return f"{self.isolation} isolation instead of full ({self.fallback}): {CONSEQUENCES[self.isolation]}"
 
     def close(self) -> None:
         """Fail queued jobs, let running ones finish, stop every worker and job process."""
@@ -260,7 +274,9 @@ class Sandbox:
             self._stats["namespace_setup_ms"] += w.info.get("unshare_ms", 0.0)
             first = self.isolation is None
             self.isolation = self.isolation or w.info.get("isolation")
-            notes = [w.info.get("fallback")]
+            if first and w.info.get("fallback"):
+                self.fallback = w.info["fallback"]
+            notes = [self.fallback_note()] if first and self.fallback else []
             notes += [f"preload failed: {p}" for p in w.info.get("preload_failed", ())]
             new = [n for n in notes if n and n not in self._warned]
             self._warned.update(new)

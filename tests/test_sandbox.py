@@ -355,3 +355,4 @@ def test_basic_survives_a_job_that_kills_its_worker(basic_sb):
     r = basic_sb.run("import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), 9)")
     assert not r.ok and r.error.startswith("SandboxError: worker died"), r
     assert_healthy(basic_sb)
+
