@@ -7,8 +7,10 @@ import json
 import os
 import sys
 
-from rstar.config import SELECT_RULES, ConfigError, SearchRunConfig, field_docs, load_config
+from rstar.config import (SELECT_RULES, ConfigError, SandboxConfig, SearchRunConfig, field_docs,
+                          load_config)
 from rstar.data import DataError
+from rstar.isolation import IsolationError, preflight
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -22,6 +24,7 @@ def _search(args: argparse.Namespace) -> int:
         "sandbox.workers": args.sandbox_workers,
     }.items() if v is not None}
     cfg = load_config(SearchRunConfig, args.config, overrides)
+    preflight(cfg.sandbox)
     summary = run_search(cfg, args.out, show_progress=not args.quiet)
     _print_summary(summary)
     return 0
@@ -38,6 +41,7 @@ def _generate(args: argparse.Namespace) -> int:
         "round": args.round,
     }.items() if v is not None}
     cfg = load_config(GenerateConfig, args.config, overrides)
+    preflight(cfg.sandbox)
     summary = run_generate(cfg, args.workdir, show_progress=not args.quiet)
     print(f"\n{summary['in_shards']}/{summary['problems']} problems in {summary['shard_dir']} "
           f"(missing {summary['missing']}); solved {summary['solved_frac']:.1%}; "
@@ -54,6 +58,8 @@ def _train(args: argparse.Namespace) -> int:
         from trainers.sft import train_policy
 
         cfg = load_config(PolicyTrainConfig, args.config)
+        if cfg.eval_problems > 0:
+            preflight(cfg.sandbox)
         init_ray(min_cpus=cfg.train.num_workers * cfg.train.cpus_per_worker)
         metrics = train_policy(cfg, args.workdir, show_progress=not args.quiet)
         print(f"\npolicy: {args.workdir}/policy  greedy accuracy "
@@ -79,6 +85,7 @@ def _evolve(args: argparse.Namespace) -> int:
 
     overrides = {"rounds": args.rounds} if args.rounds is not None else {}
     cfg = load_config(EvolveConfig, args.config, overrides)
+    preflight(cfg.generate.sandbox, "generate.sandbox.isolation")
     rows = run_evolve(cfg, args.workdir, show_progress=not args.quiet)
     keys = ("round", "train_solved_frac", "policy_greedy_acc", "maj_acc", "search_acc",
             "ppm_pair_acc", "ppm_sample_order_acc", "wall_s")
@@ -94,14 +101,17 @@ def _evolve(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rstar.eval_cli import load_problems, markdown, run_eval
+    from rstar.eval_cli import check_checkpoints, load_problems, markdown, run_eval
 
+    check_checkpoints(args.policy, args.ppm)
     problems = load_problems(args.data, args.benchmark, args.limit)
     domain = "arith" if args.benchmark is None and args.arith else "math"
+    preflight(SandboxConfig(isolation=args.isolation), "--isolation")
     res = run_eval(problems, args.policy, args.ppm, args.out, n=args.n, select=args.select,
                    candidates=args.candidates, rollouts=args.rollouts, engine=args.engine,
                    max_tokens=args.max_tokens, domain=domain,
-                   name=args.benchmark or args.data, show_progress=not args.quiet)
+                   name=args.benchmark or args.data, isolation=args.isolation,
+                   show_progress=not args.quiet)
     print(markdown(res))
     print(f"written: {args.out}/results.json, {args.out}/results.md")
     return 0
@@ -146,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rstar",
         description="rStar-Math on Ray: MCTS over code-augmented steps, a process preference "
         "model, and self-evolution rounds.",
+        epilog="Without RAY_ADDRESS, commands start a local Ray and set RAY_AUTH_MODE=disabled "
+        "for it unless RAY_AUTH_MODE is already set. Model-written code runs in the sandbox at "
+        "the level sandbox.isolation asks (auto: full as root, else basic); a fallback to a "
+        "weaker level is printed when a command starts.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -223,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="engine (default hf)")
     v.add_argument("--max-tokens", type=int, default=256, help="tokens per step")
     v.add_argument("--arith", action="store_true", help="--data holds arith problems")
+    v.add_argument("--isolation", choices=["auto", "full", "basic"], default="auto",
+                   help="sandbox isolation (default auto: full as root, else basic, said at "
+                   "start); full makes a fallback an error")
     v.add_argument("--out", default="eval-results", help="output directory")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=_eval)
@@ -249,10 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     # transformers draws a bar for every checkpoint it loads (each engine, each evaluation: a
     # dozen a round), which buries the run's own bars; set it to 0 to see them again.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not os.environ.get("RAY_ADDRESS"):
+        # Ray 2.60 writes ~/.ray/auth_token on the first ray.init(), after which `ray start` and
+        # job submission want token auth; the local clusters we start need none.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         return args.func(args)
     except ConfigError as e:
         print(f"rstar: config error: {e}", file=sys.stderr)
+        return 2
+    except IsolationError as e:
+        print(f"rstar: error: {e}", file=sys.stderr)
         return 2
     except DataError as e:
         print(f"rstar: data error: {e}", file=sys.stderr)

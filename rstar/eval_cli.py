@@ -23,21 +23,26 @@ def load_problems(data: str | None, benchmark: str | None, limit: int | None):
     return probs[:limit] if limit else probs
 
 
+def check_checkpoints(policy_path: str | None, ppm_path: str | None) -> None:
+    """A missing checkpoint is an error naming it, before anything is loaded."""
+    for path, what in ((policy_path, "policy"), (ppm_path, "ppm")):
+        if path and "://" not in path and not Path(path, "config.json").exists():
+            raise FileNotFoundError(f"{what} checkpoint not found: {path} (no config.json)")
+
+
 def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Path, *, n: int = 8,
              select: str = "ppm_best", candidates: int = 4, rollouts: int = 32,
              engine: str = "hf", max_tokens: int = 256, domain: str = "math",
-             name: str = "", show_progress: bool = False) -> dict:
+             name: str = "", isolation: str = "auto", show_progress: bool = False) -> dict:
     from actors.engines.factory import make_policy, make_scorer
     from rstar.evaluate import evaluate
     from tree.steps import StepFormat
 
-    for path, what in ((policy_path, "policy"), (ppm_path, "ppm")):
-        if path and "://" not in path and not Path(path, "config.json").exists():
-            raise FileNotFoundError(f"{what} checkpoint not found: {path} (no config.json)")
+    check_checkpoints(policy_path, ppm_path)
     fmt = StepFormat()
     policy = make_policy(EngineConfig(kind=engine, model=policy_path, max_tokens=max_tokens), fmt)
     scorer = make_scorer(EngineConfig(kind=engine, model=ppm_path), fmt) if ppm_path else None
-    sandbox = SandboxConfig()
+    sandbox = SandboxConfig(isolation=isolation)
     if domain == "math":  # model code for math leans on sympy: import it once per worker
         sandbox = dataclasses.replace(sandbox, preload=(*sandbox.preload, "sympy"))
     t0 = time.perf_counter()

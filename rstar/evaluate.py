@@ -184,6 +184,8 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 out[f"search_acc_{rule}"] = acc([ppm_select(e, sc, rule) for e, sc in found])
             out["search_acc"] = out[f"search_acc_{select}"]
             out["select"] = select
+        st = sb.stats()
+        out.update(sandbox_isolation=st["isolation"], sandbox_fallback=st["isolation_fallback"])
     return out
 
 

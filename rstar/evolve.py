@@ -108,7 +108,9 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
     return {"train_problems": len(classes),
             "train_solved_frac": sum(c != "hard" for c in classes) / n,
             "difficulty": {c: classes.count(c) for c in ("easy", "medium", "hard")},
-            "ppm_scored_steps": scored}
+            "ppm_scored_steps": scored,
+            "sandbox_isolation": summary.get("sandbox_isolation"),
+            "sandbox_fallback": summary.get("sandbox_fallback")}
 
 
 def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,

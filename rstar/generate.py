@@ -43,12 +43,14 @@ def init_ray(cfg: GenerateConfig | None = None, min_cpus: float = 0.0) -> None:
     actors reserve (``min_cpus`` for callers that run several configs, like ``rstar evolve``)."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
+        # Ray 2.60 turns token auth on after the first ray.init(); our own local cluster needs
+        # none (unless the user asked for it).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         # CPU reservations are scheduling hints; a laptop may oversubscribe them, and must, or
         # actors that do not fit would wait forever.
         need = max(min_cpus, required_cpus(cfg) if cfg is not None else 0.0)
@@ -225,6 +227,7 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
     policy_stats = ray.get([p.stats.remote() for p in cluster.policies])
     ppm_stats = ray.get([p.stats.remote() for p in cluster.scorers])
     sandbox_stats = ray.get([s.stats.remote() for s in cluster.sandboxes])
+    fallbacks = [s["isolation_fallback"] for s in sandbox_stats if s.get("isolation_fallback")]
     return {
         "written_now": ray.get(cluster.writer.stats.remote())["new"],
         "failed": q["failed"],
@@ -234,6 +237,10 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
         "policy": policy_stats,
         "ppm_scored": sum(p["requests"] for p in ppm_stats),
         "sandbox_jobs": sum(s.get("jobs", 0) for s in sandbox_stats),
+        # What the sandbox actors got, on whichever nodes they run (the driver's check at start
+        # only sees its own machine).
+        "sandbox_isolation": ",".join(sorted({str(s.get("isolation")) for s in sandbox_stats})),
+        "sandbox_fallback": fallbacks[0] if fallbacks else None,
     }
 
 

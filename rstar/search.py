@@ -91,5 +91,6 @@ def run_search(cfg: SearchRunConfig, out: str | Path, show_progress: bool = True
     n_rows = write_trees(out, trees)
     summary = summarize(problems, trees, baseline)
     summary.update(out=str(out), rows=n_rows, wall_s=round(time.perf_counter() - t0, 2),
-                   sandbox_isolation=sandbox_stats.get("isolation"))
+                   sandbox_isolation=sandbox_stats.get("isolation"),
+                   sandbox_fallback=sandbox_stats.get("isolation_fallback"))
     return summary

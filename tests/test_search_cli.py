@@ -46,3 +46,36 @@ def test_bad_config_names_the_key(tmp_path):
     proc = subprocess.run([str(exe), "search", "--config", str(cfg)], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "mcts.rollouts" in proc.stderr
+
+
+def test_a_sandbox_fallback_is_said_once_recorded_and_refused_on_request(tmp_path):
+    """An interpreter with an import directory `nobody` cannot read: "auto" falls back to basic
+    and says so at start and in the summary; ``sandbox.isolation: full`` refuses to run."""
+    import os
+
+    import pytest
+
+    from test_sandbox_isolation import _venv
+
+    if os.geteuid() != 0:
+        pytest.skip("full isolation needs root")
+    py = str(_venv(tmp_path, unreadable=True) / "bin" / "python")
+    cmd = [py, "-m", "rstar.cli", "search", "--problems", "3", "--rollouts", "2", "--quiet",
+           "--out", str(tmp_path / "t.parquet")]
+    from test_sandbox_isolation import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "isolation instead of full" in line]
+    assert len(said) == 1 and f"cannot read {tmp_path}/closed" in said[0], proc.stderr
+    assert "sandbox.isolation: full" in said[0]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["sandbox_isolation"] == "basic"
+    assert summary["sandbox_fallback"] == f"user 65534 cannot read {tmp_path}/closed"
+    cfg = tmp_path / "full.yaml"
+    cfg.write_text("sandbox:\n  isolation: full\n")
+    proc = subprocess.run(cmd + ["--config", str(cfg)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and not (tmp_path / "t2.parquet").exists()
+    assert "sandbox.isolation is 'full'" in proc.stderr and "closed" in proc.stderr, proc.stderr
