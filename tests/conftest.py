@@ -14,10 +14,6 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("RSTAR_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
 @pytest.fixture(scope="session")
 def sandbox():
     """One warm sandbox for every test that only needs programs run."""

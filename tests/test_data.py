@@ -235,3 +235,26 @@ def test_default_data_dir_points_next_to_repo(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("RSTAR_DATA_DIR", raising=False)
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     assert default_data_dir() == (shared if shared.is_dir() else Path("data"))
+
+
+# ------------------------------------------------- the repo's own rows (no benchmark files)
+
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_shipped_rows_load_through_the_benchmark_adapters() -> None:
+    gsm = load_benchmark("gsm8k", TEST_DATA)
+    assert len(gsm) == 10 and gsm[0].id == "gsm8k/1" and gsm[0].answer == "27"
+    assert all(re.fullmatch(r"\d+", p.answer) and "####" in p.meta["solution"] for p in gsm)
+    m500 = load_benchmark("math500", TEST_DATA)
+    assert [p.id for p in m500][:1] == ["math500/test/prealgebra/1.json"]
+    assert [p.answer for p in m500] == ["11", "\\frac{3}{4}", "7", "5\\sqrt{2}"]
+    assert m500[0].meta["level"] == 1 and "solution" in m500[0].meta
+    assert [p.answer for p in load_benchmark("amc23", TEST_DATA)] == ["21", "2.5"]
+    he = load_benchmark("humaneval", TEST_DATA)
+    assert he[0].meta["entry_point"] == "add" and he[0].answer.endswith("\ncheck(add)")
+
+
+def test_a_benchmark_missing_from_the_data_dir_names_file_and_dir(tmp_path: Path) -> None:
+    with pytest.raises((DataError, FileNotFoundError), match=r"math500_test\.jsonl"):
+        load_benchmark("math500", tmp_path)

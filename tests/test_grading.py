@@ -346,3 +346,14 @@ def test_loaded_copies_agree(ours: str, theirs: str) -> None:
     assert len(a) == len(b)
     misses = [(x.id, x.answer, y.answer) for x, y in zip(a, b) if not equivalent(y.answer, x.answer)]
     assert _report(f"{ours} vs {theirs}", misses, len(a)) >= 0.99
+
+
+def test_boxed_solutions_grade_against_the_answers_on_the_repos_own_rows() -> None:
+    """The same check as on MATH-500 above, on tests/data's rows (runs without the data)."""
+    rows = [json.loads(line) for line in
+            (Path(__file__).parent / "data" / "math500_test.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert equivalent(extract_answer(r["solution"]), r["answer"]), r["unique_id"]
+    # ...and a wrong answer from another row never matches.
+    for r, other in zip(rows, rows[1:] + rows[:1]):
+        assert not equivalent(extract_answer(r["solution"]), other["answer"])
