@@ -44,6 +44,9 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
         # The PPM's ordering of the policy's own samples: a share, or None without a pair.
         assert r["ppm_sample_pairs"] >= 0
         assert (r["ppm_sample_order_acc"] is None) == (r["ppm_sample_pairs"] == 0)
+        # What the round's sandboxes got, recorded (root: full, without a fallback).
+        assert (r["sandbox_isolation"], r["sandbox_fallback"]) == (
+            ("full", None) if os.geteuid() == 0 else ("basic", "full isolation needs root"))
     assert rows[0]["value_mode"] == "terminal" and rows[0]["ppm_scored_steps"] == 0
     assert rows[-1]["value_mode"] == "ppm" and rows[-1]["ppm_scored_steps"] > 0
     assert rows[0]["train_solved_frac"] > 0.5  # the scripted teacher's round
