@@ -7,12 +7,14 @@ many search workers are merged into one engine call (``actors.batcher``).
 
 from __future__ import annotations
 
+import os
 import time
 
 import ray
 
 from actors import metrics
 from actors.batcher import Batcher, in_thread
+from actors.health import EngineProcesses, describe_failure
 from tree.protocols import StepRequest
 
 
@@ -22,18 +24,42 @@ class PolicyServer:
         from actors.engines.factory import make_policy
 
         self.name = name
-        self.policy = make_policy(engine_cfg, fmt, teacher_error_rate)
+        t0 = time.perf_counter()
+        try:
+            self.policy = make_policy(engine_cfg, fmt, teacher_error_rate)
+        except Exception as e:  # with the root cause an engine subprocess logged, if any
+            raise RuntimeError(describe_failure(e)) from e
+        self.procs = EngineProcesses()
+        self.start_s = time.perf_counter() - t0  # the engine's start-up
         self.batcher = Batcher(in_thread(self._propose_batch), max_items=engine_cfg.max_batch)
         self.busy_s = 0.0
         self.started = time.perf_counter()
         self.first_call = self.last_done = None  # span of engine work, for occupancy figures
+        self.error: str | None = None  # the engine's first failure: the run must end on it
+
+    def ready(self) -> str:
+        """Answers once the engine has started (the constructor raised otherwise)."""
+        return self.name
+
+    def pid(self) -> int:
+        """This server's process (its engine's own processes are its children)."""
+        return os.getpid()
+
+    def health(self) -> str | None:
+        """None while the engine works, else its error (polled by the driver)."""
+        self.error = self.error or self.procs.dead()
+        return self.error
 
     def _propose_batch(self, requests: list[StepRequest]) -> list[list[str]]:
         t0 = time.perf_counter()
         if self.first_call is None:
             self.first_call = t0
         before = getattr(self.policy, "tokens_generated", 0)
-        out = self.policy.propose(requests)
+        try:
+            out = self.policy.propose(requests)
+        except Exception as e:
+            self.error = self.error or describe_failure(e)
+            raise
         self.last_done = time.perf_counter()
         self.busy_s += self.last_done - t0
         tags = {"server": self.name}
@@ -53,5 +79,8 @@ class PolicyServer:
             "tokens": getattr(self.policy, "tokens_generated", 0),
             "busy_s": self.busy_s,
             "up_s": time.perf_counter() - self.started,
-            "active_s": (self.last_done - self.first_call) if self.first_call else 0.0,
+            "start_s": self.start_s,
+            "active_s": (self.last_done - self.first_call
+                         if self.first_call is not None and self.last_done is not None else 0.0),
+            "error": self.error,
         }

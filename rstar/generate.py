@@ -110,6 +110,37 @@ class Cluster:
         self.workers: dict[str, tuple[object, object]] = {}
         self.spawned = 0
 
+    def servers(self) -> list[tuple[str, object, float]]:
+        """(name, handle, start timeout) of every engine server; the name says what it runs,
+        e.g. ``policy-0 (vllm: /path/to/model)``."""
+        out = []
+        for role, engine, handles in (("policy", self.cfg.policy, self.policies),
+                                      ("ppm", self.cfg.ppm, self.scorers)):
+            what = f"{engine.kind}: {engine.model}" if engine.model else engine.kind
+            out += [(f"{role}-{i} ({what})", h, engine.start_timeout_s)
+                    for i, h in enumerate(handles)]
+        return out
+
+    def wait_ready(self) -> None:
+        """Return once every server's engine and every sandbox has started; raise
+        ``EngineFailure`` with the cause if one could not, or did not within its timeout."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        from actors.health import EngineFailure, creation_error
+
+        waits = [(name, h.ready.remote(), t) for name, h, t in self.servers()]
+        waits += [(f"sandbox-{i}", s.stats.remote(), 120.0) for i, s in enumerate(self.sandboxes)]
+        t0 = time.monotonic()
+        for name, ref, timeout in waits:
+            try:
+                ray.get(ref, timeout=max(1.0, timeout - (time.monotonic() - t0)))
+            except GetTimeoutError:
+                raise EngineFailure(f"{name} did not start within {timeout:.0f} s (`ray status` "
+                                    "shows actors waiting for resources, if any)") from None
+            except RayActorError as e:
+                raise EngineFailure(f"{name} could not start: {creation_error(e)}") from None
+
     def spawn_worker(self) -> str:
         from actors.search_worker import SearchWorker
 
@@ -151,15 +182,19 @@ def run_generate(cfg: GenerateConfig, workdir: str | Path, show_progress: bool =
     todo = [p for p in problems if p.id not in done_before]
     summary: dict = {"problems": len(problems), "skipped_already_done": len(done_before)}
     if todo:
+        check_engines(cfg)
         init_ray(cfg)
         cluster = Cluster(cfg, workdir)
-        ray.get(cluster.queue.put.remote(todo))
-        for _ in range(cfg.workers.workers):
-            cluster.spawn_worker()
-        if on_started is not None:
-            on_started(cluster)
-        summary.update(_watch(cluster, len(todo), show_progress, tqdm, metrics))
-        _shutdown(cluster)
+        try:
+            cluster.wait_ready()
+            ray.get(cluster.queue.put.remote(todo))
+            for _ in range(cfg.workers.workers):
+                cluster.spawn_worker()
+            if on_started is not None:
+                on_started(cluster)
+            summary.update(_watch(cluster, len(todo), show_progress, tqdm, metrics))
+        finally:
+            _shutdown(cluster)
     table = shards.read_table(shard_dir(workdir), ["problem_id", "terminal", "correct"])
     rows = table.to_pylist()
     in_shards = {r["problem_id"] for r in rows} & set(ids)
@@ -174,11 +209,57 @@ def run_generate(cfg: GenerateConfig, workdir: str | Path, show_progress: bool =
     return summary
 
 
+def check_engines(cfg: GenerateConfig) -> None:
+    """Config errors vLLM would hit only once its actor starts (head size, dtype), now."""
+    from actors.engines.factory import check_engine
+    from rstar.configio import ConfigError
+
+    for where, engine in (("policy", cfg.policy), ("ppm", cfg.ppm)):
+        if where == "ppm" and cfg.mcts.value_mode != "ppm":
+            continue
+        try:
+            check_engine(engine, where)
+        except (ValueError, ImportError) as e:
+            raise ConfigError(str(e)) from None
+
+
+class _Health:
+    """Polls every server's ``health()`` without blocking the watch loop on a restarting one."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.servers = cluster.servers()
+        self.pending: dict = {}
+
+    def check(self) -> None:
+        import ray
+        from ray.exceptions import RayActorError
+
+        from actors.health import EngineFailure
+
+        for name, handle, _ in self.servers:
+            if name not in self.pending:
+                self.pending[name] = handle.health.remote()
+        ready, _ = ray.wait(list(self.pending.values()), num_returns=len(self.pending),
+                            timeout=0.1)
+        for name, ref in list(self.pending.items()):
+            if ref not in ready:
+                continue   # restarting (Ray replaces a crashed server): ask again later
+            del self.pending[name]
+            try:
+                error = ray.get(ref)
+            except RayActorError as e:
+                raise EngineFailure(f"{name} died and was not replaced: {e}") from None
+            if error:
+                raise EngineFailure(f"{name}'s engine failed: {error}")
+
+
 def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> dict:
-    """Wait for every queued problem, replacing dead workers; returns run counters."""
+    """Wait for every queued problem, replacing dead workers; returns run counters. A server
+    whose engine fails ends the run (``EngineFailure``): its problems would only fail too."""
     import ray
     from ray.exceptions import RayActorError  # noqa: F401  (ActorDiedError's base)
 
+    health = _Health(cluster)
     replaced = 0
     last_done, last_change, warned = -1, time.monotonic(), False
     with tqdm(total=total, desc="generate", unit="problem", disable=not show_progress) as bar:
@@ -202,11 +283,13 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
                 if replaced > 4 * max(1, cluster.cfg.workers.workers):
                     raise RuntimeError(f"search workers keep failing (last: {wid} {error})")
                 cluster.spawn_worker()
+            health.check()
             q = ray.get(cluster.queue.stats.remote())
             metrics.get("queue_depth").set(q["pending"])
             metrics.get("problems_leased").set(q["leased"])
-            bar.n = q["done"]
-            bar.set_postfix(leased=q["leased"], requeued=q["requeued"], refresh=False)
+            bar.n = q["done"] - len(q["failed"])  # in the shards; failed ones are not done
+            bar.set_postfix(leased=q["leased"], requeued=q["requeued"], failed=len(q["failed"]),
+                            refresh=False)
             bar.refresh()
             if q["pending"] == 0 and q["leased"] == 0:
                 break
@@ -247,7 +330,10 @@ def _watch(cluster: Cluster, total: int, show_progress: bool, tqdm, metrics) -> 
 def _shutdown(cluster: Cluster) -> None:
     import ray
 
-    ray.get([s.close.remote() for s in cluster.sandboxes])
+    try:  # let the sandboxes stop their worker processes; a dead one has none left
+        ray.get([s.close.remote() for s in cluster.sandboxes], timeout=30)
+    except Exception:
+        pass
     for actor in [cluster.queue, cluster.writer, *cluster.policies, *cluster.scorers,
                   *cluster.sandboxes, *(h for h, _ in cluster.workers.values())]:
         ray.kill(actor)

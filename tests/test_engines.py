@@ -1,13 +1,11 @@
 """Engines against a real tiny Qwen2 (built from scratch) and a real local HTTP server.
 
 No mocks: ``HFTextEngine``/``HFScoreEngine`` run the model on CPU, and ``OpenAITextEngine`` talks
-HTTP to ``helpers_openai_server`` which serves that same model. vLLM needs CUDA, so its real tests
-skip here; what runs is that the module imports and fails clearly without vLLM.
+HTTP to ``helpers_openai_server`` which serves that same model. vLLM's engines: test_vllm.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -288,40 +286,3 @@ def test_openai_restores_stripped_stop_strings(server: OpenAITestServer, policy_
             assert got.text == body + guess
         else:  # "length": nothing to restore
             assert got.text == want.text
-
-
-# -- vLLM: imports without vLLM; real tests need CUDA ---------------------------------------------
-
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
-
-
-@pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
-def test_vllm_engines_fail_clearly_without_vllm(policy_dir: Path) -> None:
-    from actors.engines import vllm as vllm_engines
-
-    for cls in (vllm_engines.VLLMTextEngine, vllm_engines.VLLMScoreEngine):
-        with pytest.raises(ImportError, match=r'pip install -e "\.\[vllm\]"'):
-            cls(policy_dir)
-
-
-@pytest.mark.skipif(not (HAS_VLLM and torch.cuda.is_available()), reason="needs vLLM and CUDA")
-def test_vllm_text_engine_on_gpu(policy_dir: Path) -> None:
-    from actors.engines.vllm import VLLMTextEngine
-
-    eng = VLLMTextEngine(policy_dir, max_model_len=1024, max_tokens=24, gpu_memory_utilization=0.3)
-    reqs = [GenRequest(_prompt(), 3, 1), GenRequest(_prompt((STEP1,)), 2, 2),
-            GenRequest("x" * 5000, 2, 3)]
-    out = eng.generate(reqs, STOPS)
-    assert [len(c) for c in out] == [3, 2, 2] and out[2][0].text == ""
-    for c in out[0] + out[1]:
-        _check_completion(c.text, c.tokens, 24)
-    assert eng.generate(reqs[:1], STOPS) == out[:1]  # seeded per request, batch-independent
-
-
-@pytest.mark.skipif(not (HAS_VLLM and torch.cuda.is_available()), reason="needs vLLM and CUDA")
-def test_vllm_score_engine_on_gpu(ppm_dir: Path) -> None:
-    from actors.engines.vllm import VLLMScoreEngine
-
-    texts = _texts()
-    got = VLLMScoreEngine(ppm_dir, max_model_len=1024, gpu_memory_utilization=0.3).score(texts)
-    assert got == pytest.approx(HFScoreEngine(ppm_dir).score(texts), abs=2e-2)  # bf16 vs fp32

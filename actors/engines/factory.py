@@ -24,10 +24,8 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15) -> Polic
     elif cfg.kind == "vllm":
         from .vllm import VLLMTextEngine
 
-        engine = VLLMTextEngine(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
-                                gpu_memory_utilization=cfg.gpu_memory_utilization,
-                                max_model_len=cfg.max_model_len, temperature=cfg.temperature,
-                                top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+        engine = VLLMTextEngine(cfg.model, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_tokens=cfg.max_tokens, **_vllm_kwargs(cfg))
     elif cfg.kind == "openai":
         from .openai import OpenAITextEngine
 
@@ -43,13 +41,28 @@ def make_scorer(cfg, fmt: StepFormat) -> Scorer:
     if cfg.kind == "hf":
         from .hf import HFScoreEngine
 
-        engine = HFScoreEngine(cfg.model, device="cuda" if cfg.num_gpus > 0 else "cpu")
+        engine = HFScoreEngine(cfg.model, device="cuda" if cfg.num_gpus > 0 else "cpu",
+                               dtype=cfg.dtype)
     elif cfg.kind == "vllm":
         from .vllm import VLLMScoreEngine
 
-        engine = VLLMScoreEngine(cfg.model, tensor_parallel_size=cfg.tensor_parallel_size,
-                                 gpu_memory_utilization=cfg.gpu_memory_utilization,
-                                 max_model_len=cfg.max_model_len)
+        engine = VLLMScoreEngine(cfg.model, **_vllm_kwargs(cfg))
     else:
         raise ValueError(f"PPM engine kind {cfg.kind!r} cannot score (use hf or vllm)")
     return PPMScorer(engine, fmt)
+
+
+def _vllm_kwargs(cfg) -> dict:
+    return {"tensor_parallel_size": cfg.tensor_parallel_size, "max_model_len": cfg.max_model_len,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization, "dtype": cfg.dtype,
+            "kv_cache_gb": cfg.kv_cache_gb, "enforce_eager": cfg.enforce_eager}
+
+
+def check_engine(cfg, where: str) -> None:
+    """What can be checked of an ``EngineConfig`` before any actor starts (vLLM: the model's
+    head size and the dtype on this platform); a ValueError names ``where``'s field."""
+    if cfg.kind == "vllm":
+        from .vllm import _import_vllm, check_model
+
+        _import_vllm()
+        check_model(cfg.model, cfg.dtype, where)
