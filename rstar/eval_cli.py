@@ -32,22 +32,32 @@ def check_checkpoints(policy_path: str | None, ppm_path: str | None) -> None:
 
 def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Path, *, n: int = 8,
              select: str = "ppm_best", candidates: int = 4, rollouts: int = 32,
-             engine: str = "hf", max_tokens: int = 256, domain: str = "math",
-             name: str = "", isolation: str = "auto", show_progress: bool = False) -> dict:
+             engine: str = "hf", max_tokens: int = 256, max_depth: int = 16,
+             domain: str = "math",
+             name: str = "", isolation: str = "auto", chat: bool = False,
+             show_progress: bool = False) -> dict:
     from actors.engines.factory import make_policy, make_scorer
     from rstar.evaluate import evaluate
     from tree.steps import StepFormat
 
     check_checkpoints(policy_path, ppm_path)
-    fmt = StepFormat()
-    policy = make_policy(EngineConfig(kind=engine, model=policy_path, max_tokens=max_tokens), fmt)
-    scorer = make_scorer(EngineConfig(kind=engine, model=ppm_path), fmt) if ppm_path else None
+    from actors.engines.factory import check_engine
+
+    fmt = StepFormat(chat=chat)
+    pcfg = EngineConfig(kind=engine, model=policy_path, max_tokens=max_tokens)
+    qcfg = EngineConfig(kind=engine, model=ppm_path) if ppm_path else None
+    check_engine(pcfg, "--policy")
+    if qcfg is not None:
+        check_engine(qcfg, "--ppm")
+    policy = make_policy(pcfg, fmt)
+    scorer = make_scorer(qcfg, fmt) if qcfg is not None else None
     sandbox = SandboxConfig(isolation=isolation)
     if domain == "math":  # model code for math leans on sympy: import it once per worker
         sandbox = dataclasses.replace(sandbox, preload=(*sandbox.preload, "sympy"))
     t0 = time.perf_counter()
     res = evaluate(problems, fmt, sandbox, policy, scorer, n=n, candidates=candidates,
                    rollouts=rollouts, select=select, domain=domain,  # type: ignore[arg-type]
+                   max_depth=max_depth,
                    show_progress=show_progress)
     res.update(benchmark=name, policy=policy_path, ppm=ppm_path, wall_s=round(
         time.perf_counter() - t0, 1))

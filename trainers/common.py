@@ -338,3 +338,13 @@ def pad_batch(seqs: list[list[int]], pad_id: int, labels: list[list[int]] | None
         if lab is not None:
             lab[i, : len(s)] = torch.tensor(labels[i], dtype=torch.long)  # type: ignore[index]
     return (ids, mask, lab) if lab is not None else (ids, mask)
+
+
+def resolve_format(fmt, model_path: str):
+    """``fmt`` as the model's engines render it: a chat prompt through its tokenizer's chat
+    template (``StepFormat.chat``), so training texts match what the policy and PPM see."""
+    if not fmt.chat:
+        return fmt
+    from transformers import AutoTokenizer
+
+    return fmt.for_tokenizer(AutoTokenizer.from_pretrained(model_path))

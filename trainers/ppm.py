@@ -260,16 +260,19 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     ``show_progress``: a bar of the job's optimizer steps on the terminal."""
     from ray.data.expressions import col
 
-    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref, run_job,
-                                 sample_at_most, storage_path, with_min_steps)
+    from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
+                                 resolve_format, run_job, sample_at_most, storage_path,
+                                 with_min_steps)
     from trainers.sft import write_metrics
 
     workdir = absolute(str(workdir))
     shard_dir = absolute(shard_dir or f"{workdir}/shards")
     out_dir = absolute(out_dir or f"{workdir}/ppm")
     init = model_ref(cfg.init_model) or f"{workdir}/policy"
-    pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, cfg.format)  # checks shards
-    if "://" not in init and not Path(init, "config.json").exists():
+    found = "://" in init or Path(init, "config.json").exists()
+    fmt = resolve_format(cfg.format, init) if found else cfg.format
+    pairs = pair_dataset(shard_dir, cfg.per_side, cfg.holdout_frac, fmt)  # checks shards
+    if not found:
         raise FileNotFoundError(f"PPM init checkpoint not found: {init} (run train-policy "
                                 f"first, or set init_model)")
     tc = cfg.train
@@ -284,7 +287,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     replayed = 0
     if replay_dirs and (not cfg.max_positions or n_own < cfg.max_positions):
         old = pair_dataset(list(replay_dirs), cfg.per_side, cfg.holdout_frac,
-                           cfg.format).materialize()
+                           fmt).materialize()
         room = cfg.max_positions - n_own if cfg.max_positions else 0
         extra = sample_at_most(old.filter(expr=~col("heldout")), room, tc.seed)
         replayed = extra.count()

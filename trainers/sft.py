@@ -157,8 +157,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     ``cfg.replay_ratio`` times this round's count, is mixed in. ``show_progress``: a bar of the
     job's optimizer steps on the terminal."""
     from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
-                                 n_distinct, run_job, sample_at_most, storage_path,
-                                 with_min_steps)
+                                 n_distinct, resolve_format, run_job, sample_at_most,
+                                 storage_path, with_min_steps)
     from trainers.tiny_model import make_tiny_model
 
     workdir = absolute(str(workdir))
@@ -181,7 +181,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
         n += replayed
     tc = with_min_steps(tc, cfg.min_steps, n)
     result = run_job(train_fn, {"train": asdict(tc), "base_model": base, "n_examples": n,
-                                "fmt": cfg.format},
+                                "fmt": resolve_format(cfg.format, base)},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
                      name="policy-sft", show_progress=show_progress)

@@ -10,7 +10,7 @@ the defaults match the public rStar-Math checkpoints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,31 @@ class StepFormat:
     """Stdout longer than this is cut (head and tail) before it is shown to the model."""
     extra_stops: tuple[str, ...] = field(default_factory=tuple)
     """More stop strings for engines (e.g. a chat model's end-of-turn token)."""
+    chat: bool = False
+    """Instruct models: ``prompt_template`` is the user's turn, wrapped in the model's own chat
+    template (``for_tokenizer``) with the assistant's turn opened, where the solution goes."""
+    system_prompt: str = ""
+    """The chat's system message (``chat`` only; empty: the template's own default)."""
 
     @property
     def stops(self) -> list[str]:
         """Strings an engine stops on; the matched one is kept in the step text."""
         return [self.step_end, self.code_end, self.answer_end, *self.extra_stops]
+
+    def for_tokenizer(self, tokenizer) -> "StepFormat":
+        """With ``chat``: this format with ``prompt_template`` rendered through the tokenizer's
+        chat template (``apply_chat_template``), so every renderer below (engines, trainers)
+        uses the model's turn markers; unchanged without ``chat``."""
+        if not self.chat:
+            return self
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("format.chat is set but the model's tokenizer has no chat template")
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        msgs.append({"role": "user", "content": self.prompt_template})
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        if "{question}" not in text:
+            raise ValueError("the model's chat template dropped the {question} placeholder")
+        return replace(self, prompt_template=text, chat=False)
 
     def prompt(self, question: str) -> str:
         return self.prompt_template.replace("{question}", question)

@@ -48,7 +48,7 @@ class LMPolicy:
     """``Policy`` over a ``TextEngine``: renders (question, steps) with the step format."""
 
     def __init__(self, engine: TextEngine, fmt: StepFormat = StepFormat()) -> None:
-        self.engine, self.fmt = engine, fmt
+        self.engine, self.fmt = engine, _for_engine(fmt, engine)
         self.tokens_generated = 0  # read by the server for tokens/s metrics
 
     def propose(self, requests: Sequence[StepRequest]) -> list[list[str]]:
@@ -62,7 +62,18 @@ class PPMScorer:
     """``Scorer`` over a ``ScoreEngine``: the text scored ends with the step being judged."""
 
     def __init__(self, engine: ScoreEngine, fmt: StepFormat = StepFormat()) -> None:
-        self.engine, self.fmt = engine, fmt
+        self.engine, self.fmt = engine, _for_engine(fmt, engine)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return self.engine.score([self.fmt.scored_text(r.question, r.steps) for r in requests])
+
+
+def _for_engine(fmt: StepFormat, engine) -> StepFormat:
+    """``fmt`` with a chat prompt rendered by the engine's own tokenizer (``StepFormat.chat``)."""
+    if not fmt.chat:
+        return fmt
+    tok = getattr(engine, "tokenizer", None)
+    if tok is None:
+        raise ValueError(f"format.chat needs an engine with a tokenizer (hf, vllm), not "
+                         f"{type(engine).__name__}")
+    return fmt.for_tokenizer(tok)
