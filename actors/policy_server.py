@@ -2,7 +2,8 @@
 
 On a cluster the actor is pinned to its GPUs (``num_gpus``, or a placement group for tensor
 parallelism, set by whoever creates it); here it runs on CPU. Concurrent ``propose`` calls from
-many search workers are merged into one engine call (``actors.batcher``).
+many search workers are merged into one engine call (``actors.batcher``), or, for an engine that
+batches continuously itself (vLLM's async engine), handed to it as they come.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ class PolicyServer:
         self.name = name
         t0 = time.perf_counter()
         try:
-            self.policy = make_policy(engine_cfg, fmt, teacher_error_rate)
+            self.policy = make_policy(engine_cfg, fmt, teacher_error_rate, serving=True)
         except Exception as e:  # with the root cause an engine subprocess logged, if any
             raise RuntimeError(describe_failure(e)) from e
         self.procs = EngineProcesses()
         self.start_s = time.perf_counter() - t0  # the engine's start-up
         self.batcher = Batcher(in_thread(self._propose_batch), max_items=engine_cfg.max_batch)
+        # An engine that batches continuously gets every request as it comes (no Batcher).
+        self.streaming = hasattr(getattr(self.policy, "engine", None), "agenerate")
+        self.inflight, self.calls, self.requests, self.since, self.metered = 0, 0, 0, 0.0, 0
         self.busy_s = 0.0
         self.started = time.perf_counter()
         self.first_call = self.last_done = None  # span of engine work, for occupancy figures
@@ -54,7 +58,6 @@ class PolicyServer:
         t0 = time.perf_counter()
         if self.first_call is None:
             self.first_call = t0
-        before = getattr(self.policy, "tokens_generated", 0)
         try:
             out = self.policy.propose(requests)
         except Exception as e:
@@ -62,20 +65,45 @@ class PolicyServer:
             raise
         self.last_done = time.perf_counter()
         self.busy_s += self.last_done - t0
-        tags = {"server": self.name}
-        metrics.get("engine_batch_size").observe(len(requests), tags=tags)
-        made = getattr(self.policy, "tokens_generated", 0) - before
-        if made:
-            metrics.get("tokens_generated").inc(made, tags=tags)
+        self._meter(len(requests))
         return out
 
+    def _meter(self, n_requests: int) -> None:
+        tags = {"server": self.name}
+        metrics.get("engine_batch_size").observe(n_requests, tags=tags)
+        made = getattr(self.policy, "tokens_generated", 0) - self.metered
+        if made:   # since the last update: concurrent streamed calls are counted once
+            self.metered += made
+            metrics.get("tokens_generated").inc(made, tags=tags)
+
     async def propose(self, requests: list[StepRequest]) -> list[list[str]]:
-        return await self.batcher.submit(requests)
+        if not self.streaming:
+            return await self.batcher.submit(requests)
+        t0 = time.perf_counter()
+        if self.first_call is None:
+            self.first_call = t0
+        if self.inflight == 0:
+            self.since = t0
+        self.inflight += 1
+        self.calls += 1
+        self.requests += len(requests)
+        try:
+            out = await self.policy.apropose(requests)
+        except Exception as e:
+            self.error = self.error or describe_failure(e)
+            raise
+        finally:
+            self.inflight -= 1
+            self.last_done = time.perf_counter()
+            if self.inflight == 0:   # busy: some request in the engine
+                self.busy_s += self.last_done - self.since
+        self._meter(len(requests))
+        return out
 
     def stats(self) -> dict:
         return {
-            "calls": self.batcher.calls,
-            "requests": self.batcher.items,
+            "calls": self.calls if self.streaming else self.batcher.calls,
+            "requests": self.requests if self.streaming else self.batcher.items,
             "tokens": getattr(self.policy, "tokens_generated", 0),
             "busy_s": self.busy_s,
             "up_s": time.perf_counter() - self.started,

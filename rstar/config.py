@@ -103,6 +103,14 @@ class EngineConfig:
     enforce_eager: bool | None = None
     """vLLM without compilation / CUDA graphs; None: eager on CPUs (starts in ~12 s instead of
     ~34 s for ~7% fewer tokens/s), compiled on GPUs."""
+    cpu_cores: str = "auto"
+    """vLLM on a CPU: the cores its model runs on (e.g. "0-3"). "auto": the first half of the
+    node's cores for a policy engine, the second half for a PPM engine (vLLM would put both on
+    the first core); "": vLLM's own choice."""
+    stream: bool = False
+    """vLLM in a Ray server: hand each request to vLLM's async engine as it comes (continuous
+    batching) instead of merging concurrent ones into batch calls. Off: on a 2-core CPU the
+    per-request overhead cost more than the batches' tails (benchmarks/engine_occupancy.py)."""
     start_timeout_s: float = 900.0
     """A server whose engine has not started after this long ends the run (large models on a
     busy node can take minutes to load)."""

@@ -41,6 +41,7 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
     from tree.steps import StepFormat
 
     check_checkpoints(policy_path, ppm_path)
+    from actors.engines.base import close
     from actors.engines.factory import check_engine
 
     fmt = StepFormat(chat=chat)
@@ -55,10 +56,14 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
     if domain == "math":  # model code for math leans on sympy: import it once per worker
         sandbox = dataclasses.replace(sandbox, preload=(*sandbox.preload, "sympy"))
     t0 = time.perf_counter()
-    res = evaluate(problems, fmt, sandbox, policy, scorer, n=n, candidates=candidates,
-                   rollouts=rollouts, select=select, domain=domain,  # type: ignore[arg-type]
-                   max_depth=max_depth,
-                   show_progress=show_progress)
+    try:
+        res = evaluate(problems, fmt, sandbox, policy, scorer, n=n, candidates=candidates,
+                       rollouts=rollouts, select=select, domain=domain,  # type: ignore[arg-type]
+                       max_depth=max_depth,
+                       show_progress=show_progress)
+    finally:
+        close(policy)
+        close(scorer)
     res.update(benchmark=name, policy=policy_path, ppm=ppm_path, wall_s=round(
         time.perf_counter() - t0, 1))
     out = Path(out_dir)

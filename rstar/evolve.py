@@ -121,11 +121,17 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
     rd = round_dir(workdir, r)
     fmt = cfg.generate.format
     e = cfg.eval
+    from actors.engines.base import close
+
     policy = make_policy(_engine(cfg.engine, str(rd / "policy")), fmt)
     scorer = make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
-    out = evaluate(heldout_set(cfg), fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
-                   candidates=e.candidates, rollouts=e.rollouts, select=e.select,
-                   domain=cfg.domain, seed=e.seed, show_progress=show_progress)
+    try:
+        out = evaluate(heldout_set(cfg), fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
+                       candidates=e.candidates, rollouts=e.rollouts, select=e.select,
+                       domain=cfg.domain, seed=e.seed, show_progress=show_progress)
+    finally:
+        close(policy)
+        close(scorer)
     return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
             "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
             "ppm_sample_order_acc": out["ppm_sample_order_acc"],

@@ -140,7 +140,7 @@ def test_lora_sft_merged_then_served_by_vllm_as_transformers_decodes_it(lora_pol
     try:
         assert _greedy(eng, prompts, 12) == hf
     finally:
-        eng.llm.llm_engine.engine_core.shutdown()
+        eng.close()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_ppm_from_it_scores_the_same_in_hf_and_vllm(smol_ppm):
     try:
         got = eng.score(texts)
     finally:
-        eng.llm.llm_engine.engine_core.shutdown()
+        eng.close()
     assert max(want) - min(want) > 1e-4
     assert got == pytest.approx(want, abs=1e-3)
 

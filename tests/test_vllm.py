@@ -54,11 +54,6 @@ def ppm_dir(policy_dir: Path) -> Path:
     return out
 
 
-def shutdown(engine) -> None:
-    """Stop an in-process engine's core process now, not at interpreter exit."""
-    engine.llm.llm_engine.engine_core.shutdown()
-
-
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed")
 def test_vllm_engines_fail_clearly_without_vllm(policy_dir: Path) -> None:
     from actors.engines import vllm as vllm_engines
@@ -92,7 +87,30 @@ def test_text_engine_seeds_per_request_with_whole_prefills(policy_dir: Path) -> 
         assert eng.generate(reqs[:2], STOPS) == out[:2]
         assert eng.generate(crowd[-1:], STOPS) == out[-1:]
     finally:
-        shutdown(eng)
+        eng.close()
+
+
+@needs_vllm
+def test_greedy_steps_are_the_hf_engines(trained_tiny) -> None:
+    """A policy that writes real steps: vLLM's greedy steps are transformers', delimiters (added
+    special tokens of the tiny tokenizer) and all, cut at the same stop."""
+    from actors.engines.hf import HFTextEngine
+    from actors.engines.vllm import VLLMTextEngine
+    from rstar.domains.arith import generate
+
+    policy, _ = trained_tiny
+    reqs = [GenRequest(FMT.render(p.question, []), 1) for p in generate(6, 3, (1, 2, 3))]
+    reqs.append(GenRequest(FMT.render(Q, [STEP1]), 1))
+    want = HFTextEngine(policy, temperature=0.0, max_new_tokens=48).generate(reqs, STOPS)
+    assert sum(c[0].text.endswith(tuple(STOPS)) for c in want) >= 4  # it does end steps
+    eng = VLLMTextEngine(policy, temperature=0.0, max_tokens=48, max_model_len=1024,
+                         dtype="float32")
+    try:
+        got = eng.generate(reqs, STOPS)
+    finally:
+        eng.close()
+    assert [c[0].text for c in got] == [c[0].text for c in want]
+    assert [c[0].tokens for c in got] == [c[0].tokens for c in want]
 
 
 @needs_vllm
@@ -105,7 +123,7 @@ def test_score_engine_matches_hf(ppm_dir: Path) -> None:
     try:
         got = eng.score(texts)
     finally:
-        shutdown(eng)
+        eng.close()
     want = HFScoreEngine(ppm_dir).score(texts)
     assert max(want) - min(want) > 1e-3  # not a constant, so the match means something
     assert got == pytest.approx(want, abs=1e-4)
@@ -156,17 +174,15 @@ def ray_cluster():
 @needs_vllm
 def test_generate_with_vllm_policy_and_ppm_servers(ray_cluster, trained_tiny, tmp_path):
     from rstar import shards
-    from rstar.generate import run_generate
+    from rstar.generate import make_problems, run_generate
 
     policy_dir, ppm_dir = trained_tiny
-
-    s = run_generate(_vllm_cfg(policy_dir, ppm_dir), tmp_path, show_progress=False)
+    # The policy streams each request into vLLM's async engine; the PPM server batches.
+    cfg = _vllm_cfg(policy_dir, ppm_dir, stream=True)
+    s = run_generate(cfg, tmp_path, show_progress=False)
     assert s["missing"] == 0 and s["in_shards"] == 12 and not s["failed"], s
     assert s["policy"][0]["tokens"] > 0 and s["policy"][0]["error"] is None
     assert s["ppm_scored"] > 0  # PPM-augmented: the vLLM PPM server scored steps
-    from rstar.generate import make_problems
-
-    cfg = _vllm_cfg(policy_dir, ppm_dir)
     rows = shards.read_table(tmp_path / "shards", ["problem_id", "prior"]).to_pylist()
     assert {r["problem_id"] for r in rows} == {p.id for p in make_problems(cfg)}
     assert any(r["prior"] not in (None, 0.0) for r in rows)

@@ -52,8 +52,17 @@ class LMPolicy:
         self.tokens_generated = 0  # read by the server for tokens/s metrics
 
     def propose(self, requests: Sequence[StepRequest]) -> list[list[str]]:
-        gen = [GenRequest(self.fmt.render(r.question, r.steps), r.n, r.seed) for r in requests]
-        outs = self.engine.generate(gen, self.fmt.stops)
+        return self._texts(self.engine.generate(self._gen(requests), self.fmt.stops))
+
+    async def apropose(self, requests: Sequence[StepRequest]) -> list[list[str]]:
+        """``propose`` for engines with ``agenerate`` (continuous batching: no waiting for the
+        rest of a batch); the servers use it when the engine has one."""
+        return self._texts(await self.engine.agenerate(self._gen(requests), self.fmt.stops))
+
+    def _gen(self, requests: Sequence[StepRequest]) -> list[GenRequest]:
+        return [GenRequest(self.fmt.render(r.question, r.steps), r.n, r.seed) for r in requests]
+
+    def _texts(self, outs: list[list[Completion]]) -> list[list[str]]:
         self.tokens_generated += sum(c.tokens for cands in outs for c in cands)
         return [[c.text for c in cands] for cands in outs]
 
@@ -77,3 +86,10 @@ def _for_engine(fmt: StepFormat, engine) -> StepFormat:
         raise ValueError(f"format.chat needs an engine with a tokenizer (hf, vllm), not "
                          f"{type(engine).__name__}")
     return fmt.for_tokenizer(tok)
+
+
+def close(component) -> None:
+    """Release a policy's or scorer's engine (vLLM's processes) if it holds one."""
+    closer = getattr(getattr(component, "engine", None), "close", None)
+    if closer is not None:
+        closer()

@@ -8,8 +8,10 @@ from tree.steps import StepFormat
 from .base import LMPolicy, PPMScorer
 
 
-def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15) -> Policy:
-    """The policy an ``EngineConfig`` describes."""
+def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
+                serving: bool = False) -> Policy:
+    """The policy an ``EngineConfig`` describes; ``serving``: for a Ray server, which with
+    ``stream`` feeds a vLLM engine request by request (``AsyncVLLMTextEngine``)."""
     if cfg.kind == "scripted":
         from rstar.domains.teacher import ScriptedTeacher
 
@@ -23,8 +25,9 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15) -> Polic
                               max_context=cfg.max_model_len)
     elif cfg.kind == "vllm":
         from .vllm import VLLMTextEngine
+        from .vllm_async import AsyncVLLMTextEngine
 
-        engine = VLLMTextEngine(cfg.model, temperature=cfg.temperature, top_p=cfg.top_p,
+        engine = (AsyncVLLMTextEngine if serving and cfg.stream else VLLMTextEngine)(cfg.model, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_tokens=cfg.max_tokens, **_vllm_kwargs(cfg))
     elif cfg.kind == "openai":
         from .openai import OpenAITextEngine
@@ -55,7 +58,8 @@ def make_scorer(cfg, fmt: StepFormat) -> Scorer:
 def _vllm_kwargs(cfg) -> dict:
     return {"tensor_parallel_size": cfg.tensor_parallel_size, "max_model_len": cfg.max_model_len,
             "gpu_memory_utilization": cfg.gpu_memory_utilization, "dtype": cfg.dtype,
-            "kv_cache_gb": cfg.kv_cache_gb, "enforce_eager": cfg.enforce_eager}
+            "kv_cache_gb": cfg.kv_cache_gb, "enforce_eager": cfg.enforce_eager,
+            "cpu_cores": cfg.cpu_cores}
 
 
 def check_engine(cfg, where: str) -> None:

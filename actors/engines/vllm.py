@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,6 +72,23 @@ def context_len(model: str | Path, max_model_len: int) -> int:
     return min(max_model_len, limit) if limit else max_model_len
 
 
+def bind_cores(spec: str, role: str) -> None:
+    """On a CPU, the cores this process's next vLLM engine computes on
+    (``VLLM_CPU_OMP_THREADS_BIND``, read when the engine's processes start). "auto": the first
+    half of the cores this process may use for a policy, the second half for a PPM, so that a
+    policy and a PPM engine on one node (a round's two servers, or evaluation's two engines)
+    do not both take vLLM's default, the first core; "": vLLM's own choice; else e.g. "0-3"."""
+    if not spec or not on_cpu():
+        return
+    if spec == "auto":
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return
+        half = len(cpus) // 2
+        spec = ",".join(map(str, cpus[:half] if role == "policy" else cpus[half:]))
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = spec
+
+
 def check_model(model: str, dtype: str = "auto", where: str = "engine") -> None:
     """Raise ValueError naming the field (``where.dtype``, ``where.model``) if vLLM on this
     machine cannot run ``model`` (a local checkpoint) at ``dtype``: before any actor starts,
@@ -112,38 +130,59 @@ class VLLMTextEngine:
                  gpu_memory_utilization: float = 0.9, max_model_len: int = 4096,
                  temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 256,
                  seed: int = 0, dtype: str = "auto", kv_cache_gb: float = 1.0,
-                 enforce_eager: bool | None = None, **llm_kwargs: Any) -> None:
+                 enforce_eager: bool | None = None, cpu_cores: str = "auto",
+                 **llm_kwargs: Any) -> None:
         vllm = _import_vllm()
+        bind_cores(cpu_cores, "policy")
         self._SamplingParams = vllm.SamplingParams
-        max_model_len = context_len(model_path, max_model_len)
-        kw = platform_kwargs(max_model_len, gpu_memory_utilization, kv_cache_gb, enforce_eager)
-        self.llm = vllm.LLM(model=str(model_path), tensor_parallel_size=tensor_parallel_size,
-                            max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                            dtype=dtype, **{**kw, **llm_kwargs})
-        self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = max_model_len
+        self.max_model_len = context_len(model_path, max_model_len)
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
+        kw = platform_kwargs(self.max_model_len, gpu_memory_utilization, kv_cache_gb,
+                             enforce_eager)
+        self.args = dict(model=str(model_path), tensor_parallel_size=tensor_parallel_size,
+                         max_model_len=self.max_model_len, enable_prefix_caching=True,
+                         seed=seed, dtype=dtype, **{**kw, **llm_kwargs})
+        self.start()
+
+    def start(self) -> None:
+        """Start the engine (``AsyncVLLMTextEngine`` starts vLLM's async engine instead)."""
+        self.llm = _import_vllm().LLM(**self.args)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def close(self) -> None:
+        """Stop the engine's processes now (they would otherwise hold their memory until the
+        object is collected)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+    def request(self, r: GenRequest, stops: Sequence[str], **params: Any):
+        """(prompt, SamplingParams) for one request; None if it has no room to generate."""
+        ids = self.tokenizer.encode(r.prompt, add_special_tokens=False)
+        room = self.max_model_len - len(ids)
+        if r.n <= 0 or not ids or room <= 0:
+            return None
+        # Step delimiters are often added special tokens (the tiny tokenizer's are): vLLM
+        # would drop them from the text, and then never see a stop string either.
+        return {"prompt_token_ids": ids}, self._SamplingParams(   # a vllm.inputs.TokensPrompt
+            n=r.n, stop=list(stops), include_stop_str_in_output=True, seed=r.seed,
+            temperature=self.temperature, top_p=self.top_p,
+            max_tokens=min(self.max_tokens, room), skip_special_tokens=False,
+            spaces_between_special_tokens=False, **params)
+
+    @staticmethod
+    def completions(result, stops: Sequence[str]) -> list[Completion]:
+        return [Completion(cut_at_stop(c.text, stops), len(c.token_ids)) for c in result.outputs]
 
     def generate(self, requests: Sequence[GenRequest],
                  stops: Sequence[str]) -> list[list[Completion]]:
         out: list[list[Completion]] = [[Completion("", 0)] * r.n for r in requests]
-        prompts, params, index = [], [], []
-        for i, r in enumerate(requests):
-            ids = self.tokenizer.encode(r.prompt, add_special_tokens=False)
-            room = self.max_model_len - len(ids)
-            if r.n <= 0 or not ids or room <= 0:
-                continue
-            prompts.append({"prompt_token_ids": ids})  # a vllm.inputs.TokensPrompt
-            params.append(self._SamplingParams(
-                n=r.n, stop=list(stops), include_stop_str_in_output=True, seed=r.seed,
-                temperature=self.temperature, top_p=self.top_p,
-                max_tokens=min(self.max_tokens, room)))
-            index.append(i)
-        if not prompts:
+        made = [(i, self.request(r, stops)) for i, r in enumerate(requests)]
+        made = [(i, m) for i, m in made if m is not None]
+        if not made:
             return out
-        results = self.llm.generate(prompts, params, use_tqdm=False)
-        for i, res in zip(index, results):
-            out[i] = [Completion(cut_at_stop(c.text, stops), len(c.token_ids)) for c in res.outputs]
+        results = self.llm.generate([m[0] for _, m in made], [m[1] for _, m in made],
+                                    use_tqdm=False)
+        for (i, _), res in zip(made, results):
+            out[i] = self.completions(res, stops)
         return out
 
 
@@ -158,8 +197,10 @@ class VLLMScoreEngine:
     def __init__(self, model_path: str | Path, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, max_model_len: int = 4096,
                  dtype: str = "auto", kv_cache_gb: float = 1.0,
-                 enforce_eager: bool | None = None, **llm_kwargs: Any) -> None:
+                 enforce_eager: bool | None = None, cpu_cores: str = "auto",
+                 **llm_kwargs: Any) -> None:
         vllm = _import_vllm()
+        bind_cores(cpu_cores, "ppm")
         self._params = vllm.PoolingParams(use_activation=False)
         max_model_len = context_len(model_path, max_model_len)
         kw = platform_kwargs(max_model_len, gpu_memory_utilization, kv_cache_gb, enforce_eager)
@@ -168,6 +209,9 @@ class VLLMScoreEngine:
                             max_model_len=max_model_len, dtype=dtype, **{**kw, **llm_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
 
     def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:
