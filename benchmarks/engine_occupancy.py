@@ -3,10 +3,14 @@
 For each engine: the policy server's tokens/s inside a generation run (tokens generated ÷ time
 from its first to its last call), the same engine's tokens/s on one saturated batch called
 directly, their ratio (occupancy, goal >= 0.8), problems/s of the search, and the server's
-start-up. Use a trained policy (``--model WORKDIR/round-1/policy``): an untrained model rarely
-ends a step, so its trees die after one expansion and the run is too short to measure.
-Usage: python benchmarks/engine_occupancy.py --model DIR [--engines hf,vllm,vllm-stream]
-       [--problems 256]
+start-up. Use a trained policy (``--model WORKDIR/round-1/policy``, or ``--model quick`` for the
+tiny model after 120 SFT steps): an untrained model rarely ends a step, so its trees die after
+one expansion and the run is too short to measure. ``--ppm DIR`` (or ``quick``) runs
+PPM-augmented search with a PPM server of the same engine kind, as rounds 3-4 do: then
+``vllm-nobind`` (both vLLM engines on vLLM's default core) against ``vllm`` (``cpu_cores:
+auto``, one half of the cores each) shows what binding buys.
+Usage: python benchmarks/engine_occupancy.py --model DIR|quick [--ppm DIR|quick]
+       [--engines hf,vllm,vllm-stream,vllm-nobind] [--problems 256]
 """
 
 from __future__ import annotations
@@ -53,11 +57,17 @@ def inside_search(kind: str, model: str, args) -> dict:
     from rstar.generate import run_generate
     from tree.mcts import MCTSConfig
 
+    base = kind.split("-")[0]
+    cores = "" if kind.endswith("-nobind") else "auto"
+    ppm = (EngineConfig(kind=base, model=args.ppm, cpu_cores=cores) if args.ppm else
+           EngineConfig(kind="none"))
     cfg = GenerateConfig(
         problems=args.problems, seed=args.seed,
-        mcts=MCTSConfig(rollouts=args.rollouts, candidates=args.candidates),
-        policy=EngineConfig(kind=kind.split("-")[0], model=model, max_tokens=args.max_tokens,
-                            stream=kind.endswith("-stream")),
+        mcts=MCTSConfig(rollouts=args.rollouts, candidates=args.candidates,
+                        value_mode="ppm" if args.ppm else "terminal"),
+        policy=EngineConfig(kind=base, model=model, max_tokens=args.max_tokens,
+                            stream=kind.endswith("-stream"), cpu_cores=cores),
+        ppm=ppm,
         workers=WorkerConfig(workers=2, trees_per_worker=args.problems))
     t0 = time.perf_counter()
     s = run_generate(cfg, tempfile.mkdtemp(), show_progress=False)
@@ -78,7 +88,14 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ppm", default="", help="a PPM checkpoint: PPM-augmented search")
     args = ap.parse_args()
+    if "quick" in (args.model, args.ppm):
+        from trainers.tiny_model import quick_trained
+
+        policy, ppm = quick_trained(tempfile.mkdtemp())
+        args.model = str(policy) if args.model == "quick" else args.model
+        args.ppm = str(ppm) if args.ppm == "quick" else args.ppm
 
     from rstar.generate import init_ray
 

@@ -191,3 +191,34 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, n_texts: int = 2000, voc
 def param_count(model: torch.nn.Module) -> int:
     """Unique parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def quick_trained(out_dir: str | Path, steps: int = 120) -> tuple[Path, Path]:
+    """(policy, ppm) dirs for tests and benchmarks: the tiny Qwen2 after ``steps`` plain SFT
+    steps on scripted-teacher solutions (~40 s for 120), so most steps it writes run (a random
+    model's all die at the first expansion, leaving nothing to value), and a PPM initialised
+    from it with a seeded head. Not a round of ``rstar evolve``: it has no Ray, no mining."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    out = Path(out_dir)
+    base = make_tiny_model(out / "base", seed=0)
+    tok = AutoTokenizer.from_pretrained(base)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(base)
+        texts = training_texts(16 * 40, seed=1)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+        for i in range(steps):
+            enc = tok(texts[(i % 40) * 16:(i % 40 + 1) * 16], return_tensors="pt",
+                      padding=True, add_special_tokens=False)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            model(**enc, labels=labels).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.save_pretrained(out / "policy")
+        tok.save_pretrained(out / "policy")
+        ppm = AutoModelForSequenceClassification.from_pretrained(out / "policy", num_labels=1)
+        torch.nn.init.normal_(ppm.score.weight, std=0.05)
+        ppm.save_pretrained(out / "ppm")
+        tok.save_pretrained(out / "ppm")
+    return out / "policy", out / "ppm"

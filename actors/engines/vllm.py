@@ -168,9 +168,19 @@ class VLLMTextEngine:
             max_tokens=min(self.max_tokens, room), skip_special_tokens=False,
             spaces_between_special_tokens=False, **params)
 
-    @staticmethod
-    def completions(result, stops: Sequence[str]) -> list[Completion]:
-        return [Completion(cut_at_stop(c.text, stops), len(c.token_ids)) for c in result.outputs]
+    def completions(self, result, stops: Sequence[str]) -> list[Completion]:
+        return [Completion(cut_at_stop(self._without_eos(c), stops), len(c.token_ids))
+                for c in result.outputs]
+
+    def _without_eos(self, c) -> str:
+        """The text without the end-of-sequence token's: with special tokens kept (for the step
+        delimiters) vLLM appends it, where the hf engine drops it. A stop at the model's eos
+        has no stop string (``stop_reason`` None) and its last token is the eos."""
+        if c.finish_reason == "stop" and c.stop_reason is None and c.token_ids:
+            eos = self.tokenizer.decode([c.token_ids[-1]])
+            if eos and c.text.endswith(eos):
+                return c.text[:-len(eos)]
+        return c.text
 
     def generate(self, requests: Sequence[GenRequest],
                  stops: Sequence[str]) -> list[list[Completion]]:
