@@ -96,8 +96,12 @@ def _evolve(args: argparse.Namespace) -> int:
         print(" ".join(f"{row[k]:>{w}.3f}" if isinstance(row.get(k), float)
                        else f"{str(row.get(k, '')):>{w}}" for k, w in zip(keys, widths)))
     if rows:
+        from rstar.measure import targets_line
+
+        print(targets_line(rows[-1]["targets"]))
         print("targets: " + json.dumps(rows[-1].get("targets", {})))
-    print(f"summary: {args.workdir}/summary.json, {args.workdir}/summary.png")
+    print(f"summary: {args.workdir}/summary.json, {args.workdir}/summary.png, "
+          f"{args.workdir}/difficulty.png")
     return 0
 
 

@@ -328,10 +328,25 @@ class EvalConfig:
 
     data: str = ""
     """math domain: the held-out benchmark (e.g. math500); arith problems are generated."""
-    problems: int = 30
-    """Held-out problems (the first N of ``data`` for math)."""
-    difficulties: tuple[int, ...] = (2, 3, 4, 5)
-    """Their difficulties (a harder mix than round 1's pool)."""
+    problems: int = 560
+    """Held-out problems for greedy accuracy (the first N of ``data`` for math): 70 per
+    difficulty, so a difficulty's accuracy is known to about ±11 points (95%)."""
+    sample_problems: int = 200
+    """The first N of them also get maj@N, best-of-N and the PPM-guided search (N samples and a
+    search each): ±7 points (95%) on the whole set, tighter for paired differences."""
+    full_rounds: tuple[int, ...] = (1, 4)
+    """Rounds measured on the full set (the targets compare the first and the last); the others
+    run a smaller check (``check_problems``, ``check_sample_problems``). (): every round full."""
+    check_problems: int = 160
+    """Greedy problems in a round outside ``full_rounds`` (the first N: still stratified)."""
+    check_sample_problems: int = 48
+    """maj@N / search problems in a round outside ``full_rounds``."""
+    teacher: bool = True
+    """Also measure the bootstrap policy's single sampled attempt on the greedy set (round 1):
+    the self-evolved policy should overtake where it started."""
+    difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    """Their difficulties, cycled so every prefix is stratified: the whole range, including
+    what no round trains on, so the frontier's movement is visible."""
     seed: int = 777_767
     """Seed of the held-out problems (distinct from every round's)."""
     n: int = 8
@@ -376,14 +391,34 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
 
 
 @dataclass(frozen=True)
+class TargetConfig:
+    """The gains self-evolution should show (``summary.json``'s ``targets``), each a paired
+    difference on the same held-out problems with its 95% interval."""
+
+    greedy_gain: float = 0.08
+    """Last round's greedy accuracy minus the first round's, on all held-out problems."""
+    hard_from: int = 5
+    """Problems with this many operations or more are "hard": beyond round 1's pool."""
+    hard_gain: float = 0.25
+    """The same gain on the hard problems: the solved frontier must move outward."""
+    search_margin: float = 0.05
+    """Last round's PPM-guided search minus its maj@N."""
+
+
+@dataclass(frozen=True)
 class EvolveConfig:
     """``rstar evolve``: four rounds of search → train → evaluate in one command."""
 
     rounds: int = 4
     """Rounds to run (at most the length of ``schedule``)."""
     time_budget_s: float = 900.0
-    """Wall-time target of all rounds together, checked in ``summary.json``'s ``targets`` (the
-    embedded default's: 15 minutes on a 2-core machine); 0: none."""
+    """Wall-time target of the loop, every round's search and training (the sum of ``wall_s -
+    eval_s``), checked in ``summary.json``'s ``targets`` (the embedded default's: 15 minutes
+    on a 2-core machine); 0: none."""
+    total_budget_s: float = 1800.0
+    """Wall-time target of the whole command, measurement included; 0: none."""
+    targets: TargetConfig = field(default_factory=lambda: TargetConfig())
+    """What ``summary.json``'s ``targets`` check besides time."""
     domain: Literal["arith", "math"] = "arith"
     """Problem domain."""
     data: str = ""

@@ -66,8 +66,14 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
         close(scorer)
     res.update(benchmark=name, policy=policy_path, ppm=ppm_path, wall_s=round(
         time.perf_counter() - t0, 1))
+    from rstar.measure import eval_rows, summarize
+
+    rows = eval_rows(problems, res.pop("verdicts"))
+    res.update(summarize(rows, ("greedy", "maj", "best_of_n", "search")))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Each problem's verdicts: to pair two evaluations by problem, or to find its failures.
+    (out / "per_problem.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "results.json").write_text(json.dumps(res, indent=2))
     (out / "results.md").write_text(markdown(res))
     return res
@@ -75,22 +81,27 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
 
 def markdown(res: dict) -> str:
     n = res["n"]
-    rows = [("greedy pass@1", res["greedy_acc"]), (f"maj@{n}", res["maj_acc"])]
+    rows = [("greedy pass@1", res["greedy_acc"], res.get("greedy_ci")),
+            (f"maj@{n}", res.get("maj_acc"), res.get("maj_ci"))]
     if "search_acc" in res:
-        rows += [(f"best-of-{n} (PPM as outcome model)", res["best_of_n_acc"]),
-                 (f"MCTS + PPM, {n} trajectories, PPM's best", res["search_acc_ppm_best"]),
+        rows += [(f"best-of-{n} (PPM as outcome model)", res["best_of_n_acc"],
+                  res.get("best_of_n_ci")),
+                 (f"MCTS + PPM, {n} trajectories, PPM's best", res["search_acc_ppm_best"],
+                  None),
                  (f"MCTS + PPM, {n} trajectories, vote of PPM's top 4",
-                  res["search_acc_ppm_vote"]),
+                  res["search_acc_ppm_vote"], None),
                  (f"MCTS + PPM, {n} trajectories, PPM-weighted vote",
-                  res["search_acc_ppm_weighted"]),
+                  res["search_acc_ppm_weighted"], None),
                  (f"MCTS + PPM, {n} trajectories, vote weighted by the policy's path share",
-                  res["search_acc_path_vote"]),
+                  res["search_acc_path_vote"], None),
                  (f"MCTS + PPM, {n} trajectories, vote weighted by path share x PPM",
-                  res["search_acc_path_ppm"])]
+                  res["search_acc_path_ppm"], None)]
     lines = [f"**{res.get('benchmark') or 'data'}** — {res['problems']} problems, policy "
              f"`{res['policy']}`, PPM `{res.get('ppm')}`", "", "| method | accuracy |",
              "|---|---|"]
-    lines += [f"| {name} | {acc:.1%} |" for name, acc in rows]
+    lines += [f"| {name} | {acc:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "") + " |"
+              for name, acc, ci in rows if acc is not None]
+    lines += ["", "Brackets: 95% intervals (Wilson)."]
     if res.get("ppm_sample_pairs"):
         lines += ["", f"PPM orders a correct sample above a wrong one of the same problem in "
                       f"{res['ppm_sample_order_acc']:.1%} of {res['ppm_sample_pairs']} pairs."]

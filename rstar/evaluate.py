@@ -140,27 +140,42 @@ def search_answers(policy, scorer, problems, fmt, sandbox, n: int, candidates: i
 
 def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candidates: int = 4,
              rollouts: int = 32, select: Select = "ppm_best", domain: str = "arith",
-             seed: int = 0, max_depth: int = 16, show_progress: bool = False) -> dict:
-    """Greedy pass@1, maj@n, best-of-n by the PPM, and PPM-guided search, on the same problems;
-    ``show_progress``: a bar per phase (greedy, samples, search)."""
+             seed: int = 0, max_depth: int = 16, show_progress: bool = False,
+             sample_problems: int | None = None) -> dict:
+    """Greedy pass@1 on ``problems``; maj@n, best-of-n by the PPM, and PPM-guided search on the
+    first ``sample_problems`` of them (None: all; greedy is cheap, n samples and a search per
+    problem are not). ``out["verdicts"]`` holds each measure's per-problem verdicts, in problem
+    order, for intervals and paired comparisons (``rstar.measure``). ``show_progress``: a bar
+    per phase (greedy, samples, search)."""
     def bar(name: str) -> str | None:
         return f"eval {name}" if show_progress else None
 
     verifier = verifier_for(domain)
+    greedy_set = list(problems)
+    problems = greedy_set[:sample_problems] if sample_problems is not None else greedy_set
+    per_problem: dict[str, list[bool]] = {}
 
-    def acc(answers):
-        return sum(verifier.check(a, p.answer) for a, p in zip(answers, problems)) / max(
-            1, len(problems))
+    def acc(name, answers):
+        per_problem[name] = [bool(verifier.check(a, p.answer))
+                             for a, p in zip(answers, problems)]
+        return sum(per_problem[name]) / max(1, len(problems))
 
     with _sandbox(sandbox_cfg) as sb:
-        greedy = _run(problems, MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth),
+        greedy = _run(greedy_set, MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth),
                       _greedy(policy), fmt, sb, domain=domain, tag="#g", desc=bar("greedy"))
+        per_problem["greedy"] = [t.solved() for t in greedy]
+        out = {"problems": len(problems), "greedy_problems": len(greedy_set), "n": n,
+               "greedy_acc": sum(per_problem["greedy"]) / max(1, len(greedy_set)),
+               "verdicts": per_problem}
+        if not problems:
+            st = sb.stats()
+            out.update(sandbox_isolation=st["isolation"],
+                       sandbox_fallback=st["isolation_fallback"])
+            return out
         samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
                                       desc=bar(f"{n} samples"))
-        out = {"problems": len(problems), "n": n,
-               "greedy_acc": sum(t.solved() for t in greedy) / max(1, len(problems)),
-               "maj_acc": acc([majority([e.answer if e else None for e in ends])
-                               for ends in samples])}
+        out["maj_acc"] = acc("maj", [majority([e.answer if e else None for e in ends])
+                                     for ends in samples])
         if scorer is not None:
             best, verdicts, answered = [], [], []
             for p, ends in zip(problems, samples):
@@ -172,7 +187,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 # The samples ran with the gold answer: their terminals are graded already.
                 verdicts.append([bool(ends[i].correct) for i in keep])
                 answered.append([scores[i] for i in keep])
-            out["best_of_n_acc"] = acc(best)
+            out["best_of_n_acc"] = acc("best_of_n", best)
             # The PPM on the policy's own samples: what best-of-N and the search rely on.
             out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(verdicts,
                                                                                    answered)
@@ -181,8 +196,10 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
             # Every selection rule on the same trees: with a weak PPM, voting is more robust than
             # its single best pick (reported side by side).
             for rule in SELECT_RULES:
-                out[f"search_acc_{rule}"] = acc([ppm_select(e, sc, rule) for e, sc in found])
+                out[f"search_acc_{rule}"] = acc(f"search_{rule}",
+                                                [ppm_select(e, sc, rule) for e, sc in found])
             out["search_acc"] = out[f"search_acc_{select}"]
+            per_problem["search"] = per_problem[f"search_{select}"]
             out["select"] = select
         st = sb.stats()
         out.update(sandbox_isolation=st["isolation"], sandbox_fallback=st["isolation_fallback"])

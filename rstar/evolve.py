@@ -58,16 +58,19 @@ def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec,
     return pool[: spec.problems]
 
 
-def heldout_set(cfg: EvolveConfig) -> list[Problem]:
+def heldout_set(cfg: EvolveConfig, n: int | None = None) -> list[Problem]:
+    """The fixed held-out problems (the first ``n``; None: ``eval.problems``); arith's cycle
+    through ``eval.difficulties``, so every prefix is stratified."""
     e = cfg.eval
+    n = e.problems if n is None else min(n, e.problems)
     if cfg.domain == "math":
         from rstar.data import load_benchmark, load_jsonl
 
         data = load_jsonl(e.data) if e.data.endswith(".jsonl") else load_benchmark(e.data)
-        return data[: e.problems]
+        return data[:n]
     from rstar.domains.arith import generate
 
-    return generate(e.problems, e.seed, e.difficulties, prefix="heldout")
+    return generate(n, e.seed, e.difficulties, prefix="heldout")
 
 
 def _engine(base: EngineConfig, model: str) -> EngineConfig:
@@ -115,29 +118,65 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
 
 def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
                    show_progress: bool = False) -> dict:
+    """The round's policy and PPM on the held-out set (the full set in ``eval.full_rounds``, a
+    smaller stratified check otherwise): accuracies with 95% intervals, per difficulty, and
+    each problem's verdicts in ``eval.jsonl`` (the targets pair rounds by problem)."""
+    from actors.engines.base import close
     from actors.engines.factory import make_policy, make_scorer
     from rstar.evaluate import evaluate
+    from rstar.measure import eval_rows, summarize
 
     rd = round_dir(workdir, r)
     fmt = cfg.generate.format
     e = cfg.eval
-    from actors.engines.base import close
-
+    full = not e.full_rounds or r in e.full_rounds
+    problems = heldout_set(cfg, None if full else e.check_problems)
     policy = make_policy(_engine(cfg.engine, str(rd / "policy")), fmt)
     scorer = make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
     try:
-        out = evaluate(heldout_set(cfg), fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
+        out = evaluate(problems, fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
                        candidates=e.candidates, rollouts=e.rollouts, select=e.select,
-                       domain=cfg.domain, seed=e.seed, show_progress=show_progress)
+                       domain=cfg.domain, seed=e.seed, show_progress=show_progress,
+                       sample_problems=e.sample_problems if full else e.check_sample_problems)
     finally:
         close(policy)
         close(scorer)
-    return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out["maj_acc"],
-            "best_of_n_acc": out["best_of_n_acc"], "search_acc": out["search_acc"],
-            "ppm_sample_order_acc": out["ppm_sample_order_acc"],
-            "ppm_sample_pairs": out["ppm_sample_pairs"],
+    verdicts = out.pop("verdicts")
+    teacher = {}
+    if r == 1 and e.teacher:
+        verdicts["teacher"] = teacher_attempts(cfg, problems, show_progress)
+        teacher = {"teacher_acc": sum(verdicts["teacher"]) / max(1, len(problems))}
+    rows = eval_rows(problems, verdicts)
+    _save_jsonl(rd / "eval.jsonl", rows)
+    stats = summarize(rows, ("greedy", "maj", "best_of_n", "search", "teacher"))
+    stats = {("policy_" + k if k.startswith("greedy_") else k): v for k, v in stats.items()}
+    return {"policy_greedy_acc": out["greedy_acc"], "maj_acc": out.get("maj_acc"),
+            "best_of_n_acc": out.get("best_of_n_acc"), "search_acc": out.get("search_acc"),
+            "ppm_sample_order_acc": out.get("ppm_sample_order_acc"),
+            "ppm_sample_pairs": out.get("ppm_sample_pairs", 0),
             **{k: v for k, v in out.items() if k.startswith("search_acc_")},
-            "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"]}
+            **teacher, **stats, "eval_full": full,
+            "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"],
+            "greedy_problems": out["greedy_problems"]}
+
+
+def teacher_attempts(cfg: EvolveConfig, problems: list[Problem], show_progress: bool) -> list:
+    """Whether the bootstrap policy's single sampled attempt solves each problem."""
+    from actors.engines.base import close
+    from actors.engines.factory import make_policy
+    from rstar.evaluate import _run, _sandbox
+    from tree.mcts import MCTSConfig
+
+    policy = make_policy(cfg.bootstrap, cfg.generate.format,
+                         teacher_error_rate=cfg.generate.arith.teacher_error_rate)
+    try:
+        with _sandbox(cfg.generate.sandbox) as sb:
+            trees = _run(problems, MCTSConfig(rollouts=1, candidates=1, seed=cfg.eval.seed),
+                         policy, cfg.generate.format, sb, domain=cfg.domain, tag="#teacher",
+                         desc="eval teacher" if show_progress else None)
+    finally:
+        close(policy)
+    return [t.solved() for t in trees]
 
 
 def _round_cpus(cfg: EvolveConfig, spec: RoundSpec) -> float:
@@ -226,8 +265,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
              "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)
                              + (timing["ppm_s"] or 0) + eval_s, 1)}
         _save(metrics_file, m)
-        write_summary(workdir, n_rounds, cfg.time_budget_s)
-    return write_summary(workdir, n_rounds, cfg.time_budget_s)
+        write_summary(workdir, n_rounds, cfg)
+    return write_summary(workdir, n_rounds, cfg)
 
 
 def _carry_over(src: str, dest: Path, why: str) -> None:
@@ -240,37 +279,17 @@ def _carry_over(src: str, dest: Path, why: str) -> None:
     _save(dest / "train_metrics.json", {**old, "carried_over_from": src, "reason": why})
 
 
-def targets(rows: list[dict], budget_s: float = 0.0) -> dict:
-    """#5's targets, checked on the rounds so far: the rounds' total wall time within
-    ``budget_s`` (0: no time target), the policy's greedy accuracy higher in the last round than
-    in the first, and the last round's search beating both maj@N and greedy. Stored in the last
-    round's object of ``summary.json``, with the margins, so a miss says by how much."""
-    first, last = rows[0], rows[-1]
-    total = round(sum(r.get("wall_s") or 0 for r in rows), 1)
-    out: dict = {"rounds": len(rows), "wall_s_total": total}
-    if budget_s > 0:
-        out.update(wall_budget_s=budget_s, wall_met=total <= budget_s)
-    g0, g1 = first.get("policy_greedy_acc"), last.get("policy_greedy_acc")
-    search, maj = last.get("search_acc"), last.get("maj_acc")
-    if len(rows) > 1 and None not in (g0, g1):
-        out.update(greedy_first=g0, greedy_last=g1, greedy_rises=g1 > g0)
-    if None not in (search, maj, g1):
-        out.update(search_minus_maj=round(search - maj, 4),
-                   search_minus_greedy=round(search - g1, 4),
-                   search_beats_maj=search > maj, search_beats_greedy=search > g1)
-    checks = [out[k] for k in ("wall_met", "greedy_rises", "search_beats_maj",
-                               "search_beats_greedy") if k in out]
-    out["all_met"] = bool(checks) and all(checks)
-    return out
+def write_summary(workdir: Path, n_rounds: int, cfg: EvolveConfig) -> list[dict]:
+    """``summary.json`` (one object per finished round; the last also holds ``targets``),
+    ``summary.png`` and ``difficulty.png`` (greedy accuracy per difficulty by round)."""
+    from rstar.measure import difficulty_plot, targets, targets_line
 
-
-def write_summary(workdir: Path, n_rounds: int, budget_s: float = 0.0) -> list[dict]:
-    """``summary.json`` (one object per finished round; the last also holds ``targets``) and
-    ``summary.png``."""
-    rows = [_load(round_dir(workdir, r) / "metrics.json") for r in range(1, n_rounds + 1)]
-    rows = [row for row in rows if row]
+    done = [r for r in range(1, n_rounds + 1) if (round_dir(workdir, r) / "metrics.json").exists()]
+    rows = [_load(round_dir(workdir, r) / "metrics.json") for r in done]
     if rows:
-        rows[-1]["targets"] = targets(rows, budget_s)
+        first, last = (_load_jsonl(round_dir(workdir, r) / "eval.jsonl")
+                       for r in (done[0], done[-1]))
+        rows[-1]["targets"] = targets(rows, first, last, cfg)
     _save(workdir / "summary.json", rows)
     if rows:
         import matplotlib
@@ -294,33 +313,28 @@ def write_summary(workdir: Path, n_rounds: int, budget_s: float = 0.0) -> list[d
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title("rstar evolve")
-        ax.text(0.01, 0.01, _targets_line(rows[-1]["targets"]), transform=ax.transAxes,
-                fontsize=7, va="bottom")
+        ax.text(0.01, 0.01, targets_line(rows[-1]["targets"]), transform=ax.transAxes,
+                fontsize=6, va="bottom", wrap=True)
         fig.tight_layout()
         fig.savefig(workdir / "summary.png", dpi=100)
         plt.close(fig)
+        difficulty_plot(rows, workdir / "difficulty.png")
     return rows
-
-
-def _targets_line(t: dict) -> str:
-    """The targets in one line for the plot, e.g. ``wall 52.0/15 min missed; ...``."""
-    def mark(ok: bool) -> str:
-        return "met" if ok else "missed"
-
-    parts = []
-    if "wall_met" in t:
-        parts.append(f"wall {t['wall_s_total'] / 60:.1f}/{t['wall_budget_s'] / 60:.0f} min "
-                     f"{mark(t['wall_met'])}")
-    if "greedy_rises" in t:
-        parts.append(f"greedy rises {mark(t['greedy_rises'])}")
-    if "search_beats_maj" in t:
-        parts.append(f"search-maj {t['search_minus_maj']:+.2f}, "
-                     f"search-greedy {t['search_minus_greedy']:+.2f}")
-    return "targets: " + "; ".join(parts)
 
 
 def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.exists() else []
+
+
+def _save_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
 
 
 def _save(path: Path, obj) -> None:

@@ -3,6 +3,7 @@ errors users get for bad input. Real Ray, real sandbox, real tiny model, real fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -52,9 +53,26 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
     assert rows[0]["train_solved_frac"] > 0.5  # the scripted teacher's round
     assert (run / "summary.png").stat().st_size > 1000
     t = rows[-1]["targets"]
-    assert t["rounds"] == 2 and t["wall_budget_s"] == 900
+    assert t["rounds"] == 2 and t["loop_budget_s"] == 900 and t["total_budget_s"] == 1800
     assert t["wall_s_total"] == pytest.approx(sum(r["wall_s"] for r in rows), abs=0.2)
-    assert t["greedy_rises"] == (rows[1]["policy_greedy_acc"] > rows[0]["policy_greedy_acc"])
+    assert t["loop_s_total"] == pytest.approx(
+        sum(r["wall_s"] - r["eval_s"] for r in rows), abs=0.2)
+    # The gain is paired by problem: both rounds measured the same 6 held-out problems.
+    first, last = (
+        [json.loads(ln) for ln in (run / f"round-{r}" / "eval.jsonl").read_text().splitlines()]
+        for r in (1, 2))
+    assert [x["id"] for x in first] == [x["id"] for x in last] and len(first) == 6
+    gain = sum(b["greedy"] - a["greedy"] for a, b in zip(first, last)) / 6
+    assert t["greedy_gain"]["diff"] == pytest.approx(gain, abs=1e-4)
+    assert t["greedy_gain"]["ci"][0] <= gain <= t["greedy_gain"]["ci"][1]
+    assert t["greedy_gain_met"] == (gain >= 0.08)
+    # Per difficulty with intervals; the bootstrap teacher's single attempt in round 1.
+    for d, a in rows[0]["policy_greedy_by_difficulty"].items():
+        assert a["ci"][0] <= a["acc"] <= a["ci"][1] and a["n"] >= 1
+    assert sum(a["n"] for a in rows[0]["policy_greedy_by_difficulty"].values()) == 6
+    assert "teacher" in first[0] and 0 <= rows[0]["teacher_acc"] <= 1
+    assert "teacher" not in last[0]
+    assert (run / "difficulty.png").stat().st_size > 1000
     assert "targets" not in rows[0]
     for r in (1, 2):
         rd = run / f"round-{r}"
@@ -63,18 +81,31 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
 
 
 def test_targets_say_which_miss_and_by_how_much():
-    from rstar.evolve import targets
+    from rstar.config import EvolveConfig
+    from rstar.measure import targets
 
-    rows = [{"wall_s": 300.0, "policy_greedy_acc": 0.3, "search_acc": 0.2, "maj_acc": 0.3},
-            {"wall_s": 400.0, "policy_greedy_acc": 0.4, "search_acc": 0.5, "maj_acc": 0.45}]
-    t = targets(rows, budget_s=600)
-    assert t["wall_s_total"] == 700 and t["wall_met"] is False
-    assert t["greedy_rises"] and t["search_beats_maj"] and t["search_beats_greedy"]
-    assert t["search_minus_maj"] == pytest.approx(0.05) and not t["all_met"]
-    assert targets(rows, budget_s=800)["all_met"]
-    t = targets(rows[:1], budget_s=0)  # one round: no rise to check, no time target
-    assert "greedy_rises" not in t and "wall_met" not in t
-    assert t["search_beats_maj"] is False and t["all_met"] is False
+    rows = [{"wall_s": 300.0, "eval_s": 100.0, "policy_greedy_acc": 0.3},
+            {"wall_s": 400.0, "eval_s": 100.0, "policy_greedy_acc": 0.5}]
+    # Round 1 solves problems 0-3 of 10 (easy ones); round 4 also 4-5, two of them hard.
+    first = [{"id": str(i), "difficulty": 1 + i, "greedy": i < 3} for i in range(10)]
+    last = [{"id": str(i), "difficulty": 1 + i, "greedy": i < 5,
+             "maj": i < 4, "search": i < 5} for i in range(10)]
+    cfg = EvolveConfig(time_budget_s=600, total_budget_s=600)
+    t = targets(rows, first, last, cfg)
+    assert t["loop_s_total"] == 500 and t["loop_met"] and not t["total_met"]
+    assert t["greedy_gain"]["diff"] == pytest.approx(0.2) and t["greedy_gain_met"]
+    lo, hi = t["greedy_gain"]["ci"]
+    assert lo < 0.2 < hi and hi - lo < 0.6  # two problems of ten gained, none lost
+    # Hard = 5+ operations: problems 4..9, of which 4 (difficulty 5) was gained: 1/6.
+    assert t["hard_gain"]["n"] == 6 and t["hard_gain"]["diff"] == pytest.approx(1 / 6, abs=1e-4)
+    assert not t["hard_gain_met"]
+    assert t["search_minus_maj"]["diff"] == pytest.approx(0.1) and t["search_met"]
+    assert not t["all_met"]
+    assert targets(rows, first, last, EvolveConfig(
+        time_budget_s=600, total_budget_s=0,
+        targets=dataclasses.replace(cfg.targets, hard_gain=0.1)))["all_met"]
+    t = targets(rows[:1], first, first, cfg)  # one round: no gain to check, no search run
+    assert "greedy_gain" not in t and "search_minus_maj" not in t and not t["all_met"]
 
 
 def test_unsolved_problems_are_escalated_to_more_rollouts(run):
