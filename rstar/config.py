@@ -357,34 +357,19 @@ class EvalConfig:
     """Rollout budget of the test-time search (it stops once N trajectories are answered)."""
     select: Select = "path_ppm"
     """How the search's answer is picked, reported as ``search_acc`` (every rule is reported
-    under its own name too, on the same trees): the best-scored trajectory (paper), a vote of
-    the top 4 (reference code), votes weighted by (score + 1) / 2, by the policy's estimated
-    probability of the trajectory (path_vote), or by both (``rstar.evaluate.ppm_select``). The
-    embedded default's 1M PPM is weak, and the PPM-guided search finds the trajectories it
-    overrates: over 7 searches of 100 held-out problems (round-4 models of two runs, several
-    search settings) the PPM's best pick got 11-31%, the PPM-weighted vote 22-43%, and
-    path_ppm 40-47%, as path_vote did (maj@8 of independent samples: 44-45%)."""
+    too, on the same trees; ``rstar.evaluate.ppm_select``). path_ppm, not the paper's
+    ppm_best: the embedded 1M PPM is weak and its best pick trails votes (docs/results.md)."""
 
 
 def _default_schedule() -> tuple[RoundSpec, ...]:
+    # Why these sizes, epochs and learning rates: docs/results.md (README "Deviations").
     return (
-        # The bootstrap round is the big one: the scripted teacher is cheap, and the tiny model
-        # learns the step format and copying from its trajectories. Measured here (bs 16,
-        # lr 3e-3): ~1500 steps over ~4000 distinct solutions; 1300 solutions x 18 epochs or
-        # 4000 x 3 epochs at bs 8 reach a third of the accuracy, and 250 steps reach none.
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4), rollouts=8, temperature=0.7,
                   sft_epochs=6),
-        # Later rounds fine-tune the previous policy gently. Measured (round-1 policy at 34%
-        # greedy on 200 problems, one run each): its round-2 SFT at lr 1e-3 fell to 25%, at
-        # 3e-4 to 29.5%, at 1e-4 to 31.5%; 8x replay instead of 2x held 32% at either lr.
         RoundSpec(problems=100, difficulties=(1, 2, 3, 4, 5), rollouts=16, sft_epochs=3,
                   sft_lr=3e-4),
         RoundSpec(problems=100, difficulties=(2, 3, 4, 5), rollouts=16, value_mode="ppm",
                   sft_epochs=3, sft_lr=3e-4),
-        # Round 4's escalation: one pass of 32 more rollouts (paper: 64, then 128) on a smaller
-        # pool. Measured here: ~half its problems stay unsolved after 16 rollouts; 32 more
-        # solved 2 of 27 and a further 64 another 4 of 25; both passes took ~13 of the round's
-        # 17 minutes of search.
         RoundSpec(problems=60, difficulties=(2, 3, 4, 5, 6), rollouts=16, value_mode="ppm",
                   escalate=(32,), sft_epochs=3, sft_lr=3e-4),
     )
