@@ -77,8 +77,8 @@ def difficulty_plot(rows: list[dict], path) -> None:
     if teacher:
         line(teacher, "bootstrap teacher (1 attempt)", linestyle="--", color="gray")
     for r in rows:
-        if r.get("greedy_by_difficulty"):
-            line(r["greedy_by_difficulty"], f"round {r['round']} greedy "
+        if r.get("policy_greedy_by_difficulty"):
+            line(r["policy_greedy_by_difficulty"], f"round {r['round']} greedy "
                  f"(n={r.get('greedy_problems', '?')})")
     ax.set_xlabel("operations in the question")
     ax.set_ylabel("accuracy")
