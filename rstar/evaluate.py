@@ -46,11 +46,13 @@ def _run_many(jobs, policy, fmt, sandbox, scorer=None, gold=True, domain="arith"
 
 
 def greedy_solve(policy, problems, fmt, sandbox_cfg, domain: str = "arith",
-                 max_depth: int = 16) -> list[bool]:
-    """One greedy trajectory per problem, every step executed; whether each ends correct."""
-    cfg = MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth)
+                 max_depth: int = 16, seed: int = 0, desc: str | None = None) -> list[bool]:
+    """One trajectory per problem (greedy if the policy decodes greedily; a sampling policy
+    makes it one sampled attempt), every step executed; whether each ends correct."""
+    cfg = MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth, seed=seed)
     with _sandbox(sandbox_cfg) as sb:
-        return [t.solved() for t in _run(problems, cfg, policy, fmt, sb, domain=domain)]
+        return [t.solved() for t in _run(problems, cfg, policy, fmt, sb, domain=domain,
+                                         desc=desc)]
 
 
 def sample_trajectories(policy, problems, n: int, fmt, sandbox, domain="arith",
@@ -167,40 +169,38 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
         out = {"problems": len(problems), "greedy_problems": len(greedy_set), "n": n,
                "greedy_acc": sum(per_problem["greedy"]) / max(1, len(greedy_set)),
                "verdicts": per_problem}
-        if not problems:
-            st = sb.stats()
-            out.update(sandbox_isolation=st["isolation"],
-                       sandbox_fallback=st["isolation_fallback"])
-            return out
-        samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
-                                      desc=bar(f"{n} samples"))
-        out["maj_acc"] = acc("maj", [majority([e.answer if e else None for e in ends])
-                                     for ends in samples])
-        if scorer is not None:
-            best, verdicts, answered = [], [], []
-            for p, ends in zip(problems, samples):
-                reqs = [ScoreRequest(p.question, tuple(e.steps())) for e in ends if e is not None]
-                vals = iter(scorer.score(reqs) if reqs else [])
-                scores = [next(vals) if e is not None else -1.0 for e in ends]
-                best.append(ppm_select(ends, scores, "ppm_best"))
-                keep = [i for i, e in enumerate(ends) if e is not None and e.answer is not None]
-                # The samples ran with the gold answer: their terminals are graded already.
-                verdicts.append([bool(ends[i].correct) for i in keep])
-                answered.append([scores[i] for i in keep])
-            out["best_of_n_acc"] = acc("best_of_n", best)
-            # The PPM on the policy's own samples: what best-of-N and the search rely on.
-            out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(verdicts,
-                                                                                   answered)
-            found = search_answers(policy, scorer, problems, fmt, sb, n, candidates, rollouts,
-                                   domain, max_depth, seed, desc=bar("search"))
-            # Every selection rule on the same trees: with a weak PPM, voting is more robust than
-            # its single best pick (reported side by side).
-            for rule in SELECT_RULES:
-                out[f"search_acc_{rule}"] = acc(f"search_{rule}",
-                                                [ppm_select(e, sc, rule) for e, sc in found])
-            out["search_acc"] = out[f"search_acc_{select}"]
-            per_problem["search"] = per_problem[f"search_{select}"]
-            out["select"] = select
+        if problems:   # n samples and a search per problem
+            samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
+                                          desc=bar(f"{n} samples"))
+            out["maj_acc"] = acc("maj", [majority([e.answer if e else None for e in ends])
+                                         for ends in samples])
+            if scorer is not None:
+                best, verdicts, answered = [], [], []
+                for p, ends in zip(problems, samples):
+                    reqs = [ScoreRequest(p.question, tuple(e.steps())) for e in ends
+                            if e is not None]
+                    vals = iter(scorer.score(reqs) if reqs else [])
+                    scores = [next(vals) if e is not None else -1.0 for e in ends]
+                    best.append(ppm_select(ends, scores, "ppm_best"))
+                    keep = [i for i, e in enumerate(ends)
+                            if e is not None and e.answer is not None]
+                    # The samples ran with the gold answer: their terminals are graded already.
+                    verdicts.append([bool(ends[i].correct) for i in keep])
+                    answered.append([scores[i] for i in keep])
+                out["best_of_n_acc"] = acc("best_of_n", best)
+                # The PPM on the policy's own samples: what best-of-N and the search rely on.
+                out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(
+                    verdicts, answered)
+                found = search_answers(policy, scorer, problems, fmt, sb, n, candidates,
+                                       rollouts, domain, max_depth, seed, desc=bar("search"))
+                # Every selection rule on the same trees: with a weak PPM, voting is more
+                # robust than its single best pick (reported side by side).
+                for rule in SELECT_RULES:
+                    out[f"search_acc_{rule}"] = acc(f"search_{rule}",
+                                                    [ppm_select(e, sc, rule) for e, sc in found])
+                out["search_acc"] = out[f"search_acc_{select}"]
+                per_problem["search"] = per_problem[f"search_{select}"]
+                out["select"] = select
         st = sb.stats()
         out.update(sandbox_isolation=st["isolation"], sandbox_fallback=st["isolation_fallback"])
     return out

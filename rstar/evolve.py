@@ -164,19 +164,16 @@ def teacher_attempts(cfg: EvolveConfig, problems: list[Problem], show_progress: 
     """Whether the bootstrap policy's single sampled attempt solves each problem."""
     from actors.engines.base import close
     from actors.engines.factory import make_policy
-    from rstar.evaluate import _run, _sandbox
-    from tree.mcts import MCTSConfig
+    from rstar.evaluate import greedy_solve
 
     policy = make_policy(cfg.bootstrap, cfg.generate.format,
                          teacher_error_rate=cfg.generate.arith.teacher_error_rate)
     try:
-        with _sandbox(cfg.generate.sandbox) as sb:
-            trees = _run(problems, MCTSConfig(rollouts=1, candidates=1, seed=cfg.eval.seed),
-                         policy, cfg.generate.format, sb, domain=cfg.domain, tag="#teacher",
-                         desc="eval teacher" if show_progress else None)
+        return greedy_solve(policy, problems, cfg.generate.format, cfg.generate.sandbox,
+                            cfg.domain, seed=cfg.eval.seed,
+                            desc="eval teacher" if show_progress else None)
     finally:
         close(policy)
-    return [t.solved() for t in trees]
 
 
 def _round_cpus(cfg: EvolveConfig, spec: RoundSpec) -> float:

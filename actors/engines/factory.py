@@ -24,11 +24,13 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
                               temperature=cfg.temperature, top_p=cfg.top_p,
                               max_context=cfg.max_model_len)
     elif cfg.kind == "vllm":
-        from .vllm import VLLMTextEngine
-        from .vllm_async import AsyncVLLMTextEngine
+        if serving and cfg.stream:
+            from .vllm_async import AsyncVLLMTextEngine as cls
+        else:
+            from .vllm import VLLMTextEngine as cls
 
-        engine = (AsyncVLLMTextEngine if serving and cfg.stream else VLLMTextEngine)(cfg.model, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_tokens=cfg.max_tokens, **_vllm_kwargs(cfg))
+        engine = cls(cfg.model, temperature=cfg.temperature, top_p=cfg.top_p,
+                     max_tokens=cfg.max_tokens, **_vllm_kwargs(cfg))
     elif cfg.kind == "openai":
         from .openai import OpenAITextEngine
 
