@@ -4,6 +4,7 @@ best-of-N by the PPM as an outcome model, and test-time MCTS guided by the PPM (
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 
 from rstar.config import SELECT_RULES, Select
@@ -162,16 +163,26 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                              for a, p in zip(answers, problems)]
         return sum(per_problem[name]) / max(1, len(problems))
 
+    t0 = time.perf_counter()
+    times: dict[str, float] = {}
+
+    def lap(name: str) -> None:   # seconds per phase, so an evaluation's cost can be attributed
+        nonlocal t0
+        times[f"eval_{name}_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+
     with _sandbox(sandbox_cfg) as sb:
         greedy = _run(greedy_set, MCTSConfig(rollouts=1, candidates=1, max_depth=max_depth),
                       _greedy(policy), fmt, sb, domain=domain, tag="#g", desc=bar("greedy"))
         per_problem["greedy"] = [t.solved() for t in greedy]
+        lap("greedy")
         out = {"problems": len(problems), "greedy_problems": len(greedy_set), "n": n,
                "greedy_acc": sum(per_problem["greedy"]) / max(1, len(greedy_set)),
                "verdicts": per_problem}
         if problems:   # n samples and a search per problem
             samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
                                           desc=bar(f"{n} samples"))
+            lap("samples")
             out["maj_acc"] = acc("maj", [majority([e.answer if e else None for e in ends])
                                          for ends in samples])
             if scorer is not None:
@@ -191,8 +202,10 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 # The PPM on the policy's own samples: what best-of-N and the search rely on.
                 out["ppm_sample_order_acc"], out["ppm_sample_pairs"] = sample_ordering(
                     verdicts, answered)
+                lap("score")
                 found = search_answers(policy, scorer, problems, fmt, sb, n, candidates,
                                        rollouts, domain, max_depth, seed, desc=bar("search"))
+                lap("search")
                 # Every selection rule on the same trees: with a weak PPM, voting is more
                 # robust than its single best pick (reported side by side).
                 for rule in SELECT_RULES:
@@ -202,6 +215,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 per_problem["search"] = per_problem[f"search_{select}"]
                 out["select"] = select
         st = sb.stats()
+        out.update(times)
         out.update(sandbox_isolation=st["isolation"], sandbox_fallback=st["isolation_fallback"])
     return out
 
