@@ -98,19 +98,18 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     """vLLM's share of GPU memory (GPU only; on a CPU see ``kv_cache_gb``)."""
     kv_cache_gb: float = 1.0
-    """vLLM on a CPU: RAM for the KV cache (1 GiB holds ~20k tokens of a 135M model, far more
-    than a search keeps in flight)."""
+    """vLLM on a CPU: RAM for the KV cache (1 GiB is more than a search keeps in flight)."""
     enforce_eager: bool | None = None
-    """vLLM without compilation / CUDA graphs; None: eager on CPUs (starts in ~12 s instead of
-    ~34 s for ~7% fewer tokens/s), compiled on GPUs."""
+    """vLLM without compilation / CUDA graphs; None: eager on CPUs (starts 3x faster for a few
+    % fewer tokens/s), compiled on GPUs."""
     cpu_cores: str = "auto"
     """vLLM on a CPU: the cores its model runs on (e.g. "0-3"). "auto": the first half of the
     node's cores for a policy engine, the second half for a PPM engine (vLLM would put both on
     the first core); "": vLLM's own choice."""
     stream: bool = False
     """vLLM in a Ray server: hand each request to vLLM's async engine as it comes (continuous
-    batching) instead of merging concurrent ones into batch calls. Off: on a 2-core CPU the
-    per-request overhead cost more than the batches' tails (benchmarks/engine_occupancy.py)."""
+    batching) instead of merging concurrent ones into batch calls. Off: slower on a 2-core CPU
+    (docs/performance.md)."""
     start_timeout_s: float = 900.0
     """A server whose engine has not started after this long ends the run (large models on a
     busy node can take minutes to load)."""
@@ -214,6 +213,9 @@ class TrainConfig:
     cache_data: bool = True
     """Keep each worker's data shard in memory after the first epoch instead of streaming it
     from Ray Data every epoch (right for small rounds; off when a round exceeds a worker's RAM)."""
+    curriculum: bool = False
+    """SFT: the first epoch runs shortest examples first instead of shuffled (needs
+    ``cache_data``), so a from-scratch model learns to copy in short texts before long ones."""
     log_every: int = 25
     """Print a progress line every this many optimizer steps (rank 0)."""
     seed: int = 0
@@ -231,14 +233,12 @@ class PolicyTrainConfig:
     """Correct trajectories per problem kept for SFT (SPEC §4: 2)."""
     replay_ratio: float = 2.0
     """``rstar evolve`` with ``policy_init: previous``: SFT examples of earlier rounds mixed into
-    a round's SFT, sampled at random, up to this multiple of the round's own count (0: none).
-    Continuing from the previous policy on a small round alone forgets what earlier rounds
-    taught; the paper (``policy_init: base``, every round a full dataset) needs no replay."""
+    a round's SFT, sampled at random, up to this multiple of the round's own count (0: none):
+    fine-tuning on a small round alone forgets what earlier rounds taught."""
     min_steps: int = 1000
     """Epochs are raised until the job makes about this many optimizer steps: the from-scratch
-    tiny model learns the step format only after ~1,000-1,500 steps (250 leave it at 0% greedy
-    accuracy), which a 300-problem round (~300 examples, 19 steps an epoch) never reaches in
-    ``train.epochs``. 0: epochs as configured (``rstar evolve`` sets each round's epochs)."""
+    tiny model learns the step format only after ~1,000-1,500 (docs/deviations.md). 0: epochs
+    as configured (``rstar evolve`` sets each round's epochs)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     eval_problems: int = 100
@@ -262,30 +262,21 @@ class PPMTrainConfig:
     per_side: int = 2
     """Positives and negatives per step position (SPEC §4: 2)."""
     max_positions: int = 2400
-    """Train on at most this many step positions (a random subset; 0 = all). Scoring every
-    candidate text is the PPM's cost; the embedded default caps it to fit its time budget:
-    2,400 positions are 150 steps, where held-out pair accuracy has plateaued (``min_steps``);
-    4,000 (250 steps) took ~270 s a round and scored no higher (0.74-0.76).
-    ``rstar evolve`` fills a round with fewer positions up to this cap with a random sample of
-    earlier rounds' positions (``replay``)."""
+    """Train on at most this many step positions (a random subset; 0 = all): 150 steps, where
+    held-out pair accuracy plateaus; more cost time and scored no higher (docs/deviations.md)."""
     min_steps: int = 150
-    """Epochs are raised until the job makes about this many optimizer steps. Measured on
-    round-1 shards of the embedded default (16 positions a step, held-out pair accuracy): plain
-    BT at lr 3e-4 0.65 / 0.72 / 0.77 after 50 / 150 / 300 steps; with ``logit_l2`` at lr 1e-3
-    0.74 / 0.80 / 0.77, flat after 150. The SPEC's 1-2 epochs assume rounds of 100k+
-    positions."""
+    """Epochs are raised until the job makes about this many optimizer steps (the SPEC's 1-2
+    epochs assume rounds of 100k+ positions; held-out accuracy is flat after ~150 here)."""
     replay: bool = True
     """``rstar evolve``: earlier rounds' training positions fill a round's set up to
-    ``max_positions`` (a 100-problem round yields ~200 positions, too few to train a fresh
-    scalar head); their held-out problems join the held-out set."""
+    ``max_positions`` (a small round has too few to train a scalar head); their held-out
+    problems join the held-out set."""
     holdout_frac: float = 0.05
     """Share of problems whose pairs are held out for pairwise accuracy (SPEC §5: 5%)."""
     logit_l2: float = 0.05
     """Penalty on the mean squared head output (before tanh) added to the BT loss (0: none, the
-    paper's loss). Without it half the 1M PPM's scores end in tanh's flat tails (|r| > 0.95)
-    after 250 steps, where wrongly ordered pairs barely get a gradient; with it the held-out pair
-    accuracy on round-1 shards plateaus twice as fast and lr 1e-3 stops swinging (without it,
-    0.46-0.70 from one check to the next)."""
+    paper's loss): keeps scores out of tanh's flat tails, where wrongly ordered pairs get no
+    gradient (docs/deviations.md)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, epochs=1,
                                                                    batch_size=16,
                                                                    micro_batch_size=16))
@@ -315,6 +306,13 @@ class RoundSpec:
     sft_lr: float = 0.0
     """SFT peak learning rate this round (0: ``policy_train.train.lr``); rounds that continue
     from the previous policy (``policy_init: previous``) fine-tune gentler than round 1."""
+    prefilter: float = 0.0
+    """Frontier pool (rounds 2+): draw this multiple of ``problems`` as candidates, drop those
+    the previous policy already solves greedily, search the first ``problems`` left (paper:
+    easy problems are dropped). 0: search the drawn pool as is."""
+    train_ppm: bool = True
+    """Train a PPM this round (False: the round's PPM is the previous one, or none in round 1,
+    whose evaluation then skips best-of-N and the search)."""
 
 
 Select = Literal["ppm_best", "ppm_vote", "ppm_weighted", "path_vote", "path_ppm"]
@@ -358,11 +356,11 @@ class EvalConfig:
     select: Select = "path_ppm"
     """How the search's answer is picked, reported as ``search_acc`` (every rule is reported
     too, on the same trees; ``rstar.evaluate.ppm_select``). path_ppm, not the paper's
-    ppm_best: the embedded 1M PPM is weak and its best pick trails votes (docs/results.md)."""
+    ppm_best: the embedded 1M PPM is weak and its best pick trails votes (docs/deviations.md)."""
 
 
 def _default_schedule() -> tuple[RoundSpec, ...]:
-    # Why these sizes, epochs and learning rates: docs/results.md (README "Deviations").
+    # Why these sizes, epochs and learning rates: docs/deviations.md and docs/results.md.
     return (
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4), rollouts=8, temperature=0.7,
                   sft_epochs=6),

@@ -91,7 +91,8 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
     policy = dataclasses.replace(policy, temperature=spec.temperature)
     gcfg = dataclasses.replace(cfg.generate, round=r, mcts=mcts, policy=policy, ppm=ppm,
                                domain=cfg.domain)
-    pool = round_pool(cfg, r, spec, workdir)
+    pool, pre = (frontier_pool(cfg, workdir, r, spec, show_progress)
+                 if spec.prefilter > 0 and r > 1 else (round_pool(cfg, r, spec, workdir), {}))
     summary = run_generate(gcfg, rd, show_progress, problems=pool)
     scored = summary.get("ppm_scored", 0)
     # Round 4's escalation: problems no trajectory solved get more rollouts with new seeds. Their
@@ -113,7 +114,38 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
             "difficulty": {c: classes.count(c) for c in ("easy", "medium", "hard")},
             "ppm_scored_steps": scored,
             "sandbox_isolation": summary.get("sandbox_isolation"),
-            "sandbox_fallback": summary.get("sandbox_fallback")}
+            "sandbox_fallback": summary.get("sandbox_fallback"), **pre}
+
+
+def frontier_pool(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
+                  show_progress: bool) -> tuple[list[Problem], dict]:
+    """Round r's pool without what the previous policy already solves greedily
+    (``RoundSpec.prefilter``): ``prefilter`` × ``problems`` drawn, one greedy attempt each, the
+    first ``problems`` unsolved kept. Also returns how many were drawn and solved, by difficulty."""
+    from actors.engines.base import close
+    from actors.engines.factory import make_policy
+    from rstar.evaluate import greedy_solve
+
+    drawn = round_pool(cfg, r, dataclasses.replace(
+        spec, problems=math.ceil(spec.problems * spec.prefilter)), workdir)
+    engine = dataclasses.replace(cfg.engine, model=str(round_dir(workdir, r - 1) / "policy"),
+                                 temperature=0.0)
+    policy = make_policy(engine, cfg.generate.format)
+    try:
+        solved = greedy_solve(policy, drawn, cfg.generate.format, cfg.generate.sandbox,
+                              cfg.domain, seed=cfg.seed * 100 + r,
+                              desc="prefilter (greedy)" if show_progress else None)
+    finally:
+        close(policy)
+    by_d: dict[str, list[int]] = {}
+    for p, ok in zip(drawn, solved):
+        c = by_d.setdefault(str(p.meta.get("difficulty", "all")), [0, 0])
+        c[0] += ok
+        c[1] += 1
+    left = [p for p, ok in zip(drawn, solved) if not ok]
+    return left[: spec.problems], {
+        "prefilter_drawn": len(drawn), "prefilter_solved": sum(solved),
+        "prefilter_solved_by_difficulty": {d: c[0] / c[1] for d, c in sorted(by_d.items())}}
 
 
 def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
@@ -132,7 +164,9 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
     full = not e.full_rounds or r in e.full_rounds
     problems = heldout_set(cfg, None if full else e.check_problems)
     policy = make_policy(_engine(cfg.engine, str(rd / "policy")), fmt)
-    scorer = make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
+    # A round that trained no PPM and had none before (train_ppm) is measured without one.
+    scorer = (make_scorer(_engine(cfg.ppm_engine, str(rd / "ppm")), fmt)
+              if (rd / "ppm").exists() else None)
     try:
         out = evaluate(problems, fmt, cfg.generate.sandbox, policy, scorer, n=e.n,
                        candidates=e.candidates, rollouts=e.rollouts, select=e.select,
@@ -144,8 +178,10 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
     verdicts = out.pop("verdicts")
     teacher = {}
     if r == 1 and e.teacher:
+        t = time.perf_counter()
         verdicts["teacher"] = teacher_attempts(cfg, problems, show_progress)
-        teacher = {"teacher_acc": sum(verdicts["teacher"]) / max(1, len(problems))}
+        teacher = {"teacher_acc": sum(verdicts["teacher"]) / max(1, len(problems)),
+                   "eval_teacher_s": round(time.perf_counter() - t, 1)}
     rows = eval_rows(problems, verdicts)
     _save_jsonl(rd / "eval.jsonl", rows)
     stats = summarize(rows, ("greedy", "maj", "best_of_n", "search", "teacher"))
@@ -154,7 +190,8 @@ def evaluate_round(cfg: EvolveConfig, workdir: Path, r: int,
             "best_of_n_acc": out.get("best_of_n_acc"), "search_acc": out.get("search_acc"),
             "ppm_sample_order_acc": out.get("ppm_sample_order_acc"),
             "ppm_sample_pairs": out.get("ppm_sample_pairs", 0),
-            **{k: v for k, v in out.items() if k.startswith("search_acc_")},
+            **{k: v for k, v in out.items() if k.startswith("search_acc_")
+               or (k.startswith("eval_") and k.endswith("_s"))},
             **teacher, **stats, "eval_full": full,
             "eval_n": e.n, "eval_select": e.select, "eval_problems": out["problems"],
             "greedy_problems": out["greedy_problems"]}
@@ -202,6 +239,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     n_rounds = rounds or cfg.rounds
     if n_rounds > len(cfg.schedule):
         raise ValueError(f"{n_rounds} rounds asked, the schedule has {len(cfg.schedule)}")
+    _check_schedule(cfg.schedule[:n_rounds])
     init_ray(min_cpus=max(_round_cpus(cfg, s) for s in cfg.schedule[:n_rounds]))
     base = cfg.base_model or ensure_tiny_base(str(workdir), cfg.generate.format,
                                               make_tiny_model)
@@ -235,7 +273,9 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
                 _carry_over(init, rd / "policy", str(e))
             progress["sft_s"] = round(time.perf_counter() - t, 1)
             _save(rd / "progress.json", progress)
-        if not (rd / "ppm" / "train_metrics.json").exists():
+        if not spec.train_ppm and not (rd / "ppm").exists() and (prev / "ppm").exists():
+            _carry_over(str(prev / "ppm"), rd / "ppm", f"round {r} trains no PPM")
+        if spec.train_ppm and not (rd / "ppm" / "train_metrics.json").exists():
             t = time.perf_counter()
             try:
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
@@ -264,6 +304,16 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
         _save(metrics_file, m)
         write_summary(workdir, n_rounds, cfg)
     return write_summary(workdir, n_rounds, cfg)
+
+
+def _check_schedule(schedule: tuple[RoundSpec, ...]) -> None:
+    """A PPM-augmented round needs a PPM from an earlier round."""
+    from rstar.configio import ConfigError
+
+    for r, spec in enumerate(schedule, 1):
+        if spec.value_mode == "ppm" and not any(s.train_ppm for s in schedule[: r - 1]):
+            raise ConfigError(f"schedule[{r - 1}].value_mode: round {r} searches with a PPM, "
+                              "but no earlier round trains one (train_ppm)")
 
 
 def _carry_over(src: str, dest: Path, why: str) -> None:

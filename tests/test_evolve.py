@@ -141,6 +141,44 @@ def test_resume_redoes_only_the_unfinished_step(run, tmp_path):
     assert len(json.loads((d / "summary.json").read_text())) == 2
 
 
+def test_frontier_pool_searches_only_what_greedy_misses_and_a_round_can_skip_its_ppm(
+        run, tmp_path):
+    import yaml
+
+    from rstar import shards
+    from rstar.config import SandboxConfig
+    from rstar.domains.arith import generate
+    from rstar.evaluate import greedy_solve, hf_policy
+    from tree.steps import StepFormat
+
+    d = tmp_path / "copy"
+    shutil.copytree(run, d)
+    shutil.rmtree(d / "round-2")
+    cfg = yaml.safe_load((REPO / "configs" / "fast.yaml").read_text())
+    cfg["schedule"][1].update(prefilter=2.0, train_ppm=False, escalate=[])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = rstar("evolve", "--workdir", d, "--config", tmp_path / "c.yaml", "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((d / "round-2" / "metrics.json").read_text())
+    assert m["prefilter_drawn"] == 24
+    searched = {r["problem_id"] for r in shards.read_table(
+        d / "round-2" / "shards", ["problem_id"]).to_pylist()}
+    drawn = {q.id: q for q in generate(24, 2, (1, 2, 3), prefix="r2")}  # seed 0 * 100 + round
+    assert searched <= set(drawn) and len(searched) == min(12, 24 - m["prefilter_solved"])
+    # Checked independently: round 1's policy, greedy, fails every problem searched.
+    policy = hf_policy(str(d / "round-1" / "policy"), StepFormat(), max_tokens=48)
+    assert not any(greedy_solve(policy, [drawn[i] for i in sorted(searched)], StepFormat(),
+                                SandboxConfig()))
+    # No PPM trained: round 1's carried over, saying so.
+    tm = json.loads((d / "round-2" / "ppm" / "train_metrics.json").read_text())
+    assert tm["carried_over_from"].endswith("round-1/ppm") and m["ppm_s"] is None
+    # A PPM-guided round with no PPM before it is a config error naming the round.
+    cfg["schedule"][0]["train_ppm"] = False
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    p = rstar("evolve", "--workdir", tmp_path / "bad", "--config", tmp_path / "bad.yaml")
+    assert p.returncode == 2 and "schedule[1].value_mode" in p.stderr, p.stderr[-2000:]
+
+
 def test_eval_on_a_gsm8k_slice(run, tmp_path):
     # The repo's own GSM8K-format rows (tests/data), so this runs without the benchmark files.
     out = tmp_path / "ev"

@@ -255,3 +255,22 @@ def test_epochs_of_is_one_run_per_seed_whatever_order_rows_arrive_in():
     assert run(rows) == run(shuffled)
     assert run(rows) != run(rows, seed=1)
     assert sorted(r["labels"][0] for b in run(shuffled) for r in b) == sorted([*range(50)] * 2)
+
+
+def test_curriculum_runs_the_first_epoch_shortest_first_then_shuffles():
+    from trainers.common import epochs_of
+
+    class Rows:
+        def iter_rows(self):
+            return iter([{"ids": list(range(1 + (i * 37) % 40))} for i in range(40)])
+
+    def lengths(short_first):
+        return [[max(len(r["ids"]) for r in b) for b in batches] for _, batches in epochs_of(
+            Rows(), 4, 2, True, 0, sort_key=lambda r: len(r["ids"]),
+            order_key=lambda r: r["ids"], short_first=short_first)]
+
+    first, second = lengths(True)
+    assert first == sorted(first) and second != sorted(second)
+    assert sorted(first) == sorted(second)
+    plain = lengths(False)
+    assert plain[0] != sorted(plain[0]) and plain[1] == second   # only epoch 1 changes

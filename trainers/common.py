@@ -227,7 +227,7 @@ def storage_path(workdir: str) -> str:
 
 def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
               prepare: Callable[[dict], dict | None] = lambda r: r, sort_key=None,
-              order_key=None):
+              order_key=None, short_first: bool = False):
     """Yield (epoch, batches); a batch is a list of rows, each passed through ``prepare`` (which
     may drop it by returning None); the batch order is shuffled every epoch.
 
@@ -238,6 +238,8 @@ def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
     hands rows over in whatever order its tasks finish (two runs of round 1 on identical data
     and seed trained policies of 34% and 50% greedy accuracy before this). Otherwise the shard
     is streamed every epoch with a local row shuffle, as data larger than a worker's memory needs.
+    ``short_first`` (with ``cache`` and ``sort_key``): the first epoch runs its batches in
+    ``sort_key`` order instead of shuffled (a curriculum: short examples first).
     """
     import random
 
@@ -265,7 +267,8 @@ def epochs_of(shard, batch_size: int, epochs: int, cache: bool, seed: int,
                 kept = [r for r in map(prepare, rows_of(b)) if r is not None]
                 if kept:
                     batches.append(kept)
-        random.Random(seed + epoch).shuffle(batches)
+        if not (short_first and epoch == 0 and cached is not None and sort_key is not None):
+            random.Random(seed + epoch).shuffle(batches)
         yield epoch, batches
 
 

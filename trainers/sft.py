@@ -101,7 +101,8 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
     for epoch, batches in epochs_of(shard, tc["micro_batch_size"], tc["epochs"],
                                     tc["cache_data"], tc["seed"], prepare,
                                     sort_key=lambda r: len(r["ids"]),
-                                    order_key=lambda r: r["ids"]):
+                                    order_key=lambda r: r["ids"],
+                                    short_first=tc.get("curriculum", False)):
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
