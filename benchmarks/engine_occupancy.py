@@ -8,9 +8,10 @@ tiny model after 120 SFT steps): an untrained model rarely ends a step, so its t
 one expansion and the run is too short to measure. ``--ppm DIR`` (or ``quick``) runs
 PPM-augmented search with a PPM server of the same engine kind, as rounds 3-4 do: then
 ``vllm-nobind`` (both vLLM engines on vLLM's default core) against ``vllm`` (``cpu_cores:
-auto``, one half of the cores each) shows what binding buys.
+auto``, one half of the cores each) shows what binding buys, and ``vllm-hfppm`` serves the
+policy on vLLM and the PPM on hf.
 Usage: python benchmarks/engine_occupancy.py --model DIR|quick [--ppm DIR|quick]
-       [--engines hf,vllm,vllm-stream,vllm-nobind] [--problems 256]
+       [--engines hf,vllm,vllm-stream,vllm-nobind,vllm-hfppm] [--problems 256]
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def inside_search(kind: str, model: str, args) -> dict:
 
     base = kind.split("-")[0]
     cores = "" if kind.endswith("-nobind") else "auto"
-    ppm = (EngineConfig(kind=base, model=args.ppm, cpu_cores=cores) if args.ppm else
-           EngineConfig(kind="none"))
+    # "-hfppm": the policy on this engine, the PPM on hf (one vLLM engine on the 2 cores).
+    ppm = (EngineConfig(kind="hf" if kind.endswith("-hfppm") else base, model=args.ppm,
+                        cpu_cores=cores) if args.ppm else EngineConfig(kind="none"))
     cfg = GenerateConfig(
         problems=args.problems, seed=args.seed,
         mcts=MCTSConfig(rollouts=args.rollouts, candidates=args.candidates,
