@@ -194,6 +194,19 @@ def test_score_batch_equals_one_at_a_time_and_reload(scorer: HFScoreEngine, ppm_
     assert scorer.score([]) == []
 
 
+def test_sibling_candidates_share_their_prefix_and_score_as_alone(scorer: HFScoreEngine) -> None:
+    from actors.engines.hf import prefix_groups
+
+    cands = ["x = 1\n<end_of_step>", "x = 12\n<end_of_step>", "x = 3 * 4\n<end_of_step>"]
+    texts = ([FMT.scored_text(Q, [STEP1, c]) for c in cands]
+             + [FMT.scored_text("Ann has 3 pens. How many pens does Ann have?", [c]) for c in cands])
+    ids = scorer.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert prefix_groups(ids) == [(0, 3), (3, 3)]
+    together = scorer.score(texts)
+    assert together == pytest.approx([scorer.score([t])[0] for t in texts], abs=1e-5)
+    assert len({round(x, 4) for x in together}) >= 4  # the candidates are told apart
+
+
 def test_ppm_scorer_adapter(scorer: HFScoreEngine) -> None:
     out = PPMScorer(scorer, FMT).score([ScoreRequest(Q, (STEP1,)), ScoreRequest(Q, (STEP1, STEP1))])
     # Scored in a padded batch of two vs alone: same value up to float reduction order.

@@ -74,58 +74,21 @@ def group_logits(model, tok, groups: list[list[str]], device):
     ``actors.engines.hf.ppm_logits`` gives each text alone.
 
     A step position's texts share the question and the steps so far — most of their tokens — so
-    each group's common token prefix runs once and its key/value cache is copied to the group's
-    texts, which continue from it (about half the tokens through the model; equal up to float
-    rounding, which a test checks). A model wrapped for DDP/FSDP must see one forward pass per
-    backward pass, so wrapped models (several workers) score each text whole."""
-    import torch
-
-    from actors.engines.hf import ppm_logits
-    from trainers.common import pad_batch
+    each group's common token prefix runs once (``shared_prefix_logits``; about half the tokens
+    through the model). A model wrapped for DDP/FSDP must see one forward pass per backward
+    pass, so wrapped models (several workers) score each text whole."""
+    from actors.engines.hf import ppm_logits, shared_prefix_logits
 
     texts = [x for g in groups for x in g]
+    if getattr(model, "module", None) is not None:
+        enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return ppm_logits(model, enc["input_ids"].to(device), enc["attention_mask"].to(device))
     ids = tok(texts, add_special_tokens=False)["input_ids"]
     spans, k = [], 0
     for g in groups:
         spans.append((k, len(g)))
         k += len(g)
-    cut = [_common_prefix(ids[s:s + n]) for s, n in spans]
-    if getattr(model, "module", None) is not None or min(cut) == 0:
-        enc = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        return ppm_logits(model, enc["input_ids"].to(device), enc["attention_mask"].to(device))
-    pad = tok.pad_token_id
-    # Prefixes left-padded (positions count real tokens, as in ppm_logits) ...
-    width = max(cut)
-    pre = torch.full((len(groups), width), pad, dtype=torch.long)
-    pmask = torch.zeros_like(pre)
-    for i, ((s, _), c) in enumerate(zip(spans, cut)):
-        pre[i, width - c:] = torch.tensor(ids[s][:c])
-        pmask[i, width - c:] = 1
-    out = model(input_ids=pre.to(device), attention_mask=pmask.to(device),
-                position_ids=(pmask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True)
-    # ... each text's rest right-padded after its group's cache, so the head's pooling (the
-    # rightmost non-pad token) lands on the text's last token.
-    owner = torch.tensor([i for i, (_, n) in enumerate(spans) for _ in range(n)])
-    cache = out.past_key_values
-    cache.batch_select_indices(owner.to(device))
-    rest, rmask = pad_batch([ids[s + j][c:] for (s, n), c in zip(spans, cut) for j in range(n)],
-                            pad)
-    start = torch.tensor(cut)[owner]
-    res = model(input_ids=rest.to(device),
-                attention_mask=torch.cat([pmask[owner], rmask], 1).to(device),
-                position_ids=(start[:, None] + torch.arange(rest.shape[1])[None]).to(device),
-                past_key_values=cache, use_cache=True)
-    return res.logits[:, 0]
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    """Length of the token prefix all ``seqs`` share, leaving each at least one token of its
-    own (the one the head reads)."""
-    n = min(len(s) for s in seqs) - 1
-    for i in range(max(0, n)):
-        if any(s[i] != seqs[0][i] for s in seqs[1:]):
-            return i
-    return max(0, n)
+    return shared_prefix_logits(model, ids, spans, tok.pad_token_id, device)
 
 
 def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float = 0.0) -> tuple:

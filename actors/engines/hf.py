@@ -286,10 +286,75 @@ class HFScoreEngine:
         """Raw head outputs (before tanh), float32 on CPU, one per text."""
         if not texts:
             return torch.zeros(0)
-        enc = self.tokenizer(list(texts), add_special_tokens=False, padding=True, truncation=True,
-                             max_length=self.max_context, return_tensors="pt")
-        return ppm_logits(self.model, enc["input_ids"].to(self.device),
-                          enc["attention_mask"].to(self.device)).float().cpu()
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=self.max_context)["input_ids"]
+        # A search scores an expansion's candidates together: they share the question and the
+        # path, which then runs through the model once (as the PPM trainer does).
+        return shared_prefix_logits(self.model, ids, prefix_groups(ids),
+                                    self.tokenizer.pad_token_id, self.device).float().cpu()
+
+
+def prefix_groups(ids: list[list[int]], min_share: float = 0.5,
+                  max_group: int = 16) -> list[tuple[int, int]]:
+    """(start, length) runs of consecutive texts sharing at least ``min_share`` of the shorter
+    one's tokens with the run's first text."""
+    spans, s = [], 0
+    for i in range(1, len(ids) + 1):
+        if (i == len(ids) or i - s >= max_group or common_prefix([ids[s], ids[i]])
+                < min_share * min(len(ids[s]), len(ids[i]))):
+            spans.append((s, i - s))
+            s = i
+    return spans
+
+
+def common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the token prefix all ``seqs`` share, leaving each at least one token of its
+    own (the one the head reads)."""
+    n = min(len(x) for x in seqs) - 1
+    for i in range(max(0, n)):
+        if any(x[i] != seqs[0][i] for x in seqs[1:]):
+            return i
+    return max(0, n)
+
+
+def shared_prefix_logits(model: torch.nn.Module, ids: list[list[int]],
+                         spans: list[tuple[int, int]], pad_id: int, device) -> torch.Tensor:
+    """``ppm_logits`` of every text in ``ids``, each group ``spans[k]`` = (start, length) of
+    texts running its common token prefix once: the prefix's key/value cache is copied to the
+    group's texts, which continue from it (equal to scoring each text alone up to float
+    rounding; about half the tokens through the model for a search's sibling candidates)."""
+    cut = [common_prefix(ids[s:s + n]) for s, n in spans]
+    if not ids:
+        return torch.zeros(0)
+    if min(cut) == 0:   # a one-token text: nothing to share
+        width = max(map(len, ids))
+        x = torch.tensor([[pad_id] * (width - len(t)) + t for t in ids])
+        m = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in ids])
+        return ppm_logits(model, x.to(device), m.to(device))
+    # Prefixes left-padded (positions count real tokens, as in ppm_logits) ...
+    width = max(cut)
+    pre = torch.full((len(spans), width), pad_id, dtype=torch.long)
+    pmask = torch.zeros_like(pre)
+    for i, ((s, _), c) in enumerate(zip(spans, cut)):
+        pre[i, width - c:] = torch.tensor(ids[s][:c])
+        pmask[i, width - c:] = 1
+    out = model(input_ids=pre.to(device), attention_mask=pmask.to(device),
+                position_ids=(pmask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True)
+    # ... each text's rest right-padded after its group's cache, so the head's pooling (the
+    # rightmost non-pad token) lands on the text's last token.
+    owner = torch.tensor([i for i, (_, n) in enumerate(spans) for _ in range(n)])
+    cache = out.past_key_values
+    cache.batch_select_indices(owner.to(device))
+    rests = [ids[s + j][c:] for (s, n), c in zip(spans, cut) for j in range(n)]
+    rw = max(map(len, rests))
+    rest = torch.tensor([r + [pad_id] * (rw - len(r)) for r in rests])
+    rmask = torch.tensor([[1] * len(r) + [0] * (rw - len(r)) for r in rests])
+    start = torch.tensor(cut)[owner]
+    res = model(input_ids=rest.to(device),
+                attention_mask=torch.cat([pmask[owner], rmask], 1).to(device),
+                position_ids=(start[:, None] + torch.arange(rw)[None]).to(device),
+                past_key_values=cache, use_cache=True)
+    return res.logits[:, 0]
 
 
 def ppm_logits(model: torch.nn.Module, input_ids: torch.Tensor,
