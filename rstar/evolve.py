@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from rstar import shards
-from rstar.config import EngineConfig, EvolveConfig, GenerateConfig, RoundSpec
+from rstar.config import ConfigError, EngineConfig, EvolveConfig, GenerateConfig, RoundSpec
 from rstar.data import Problem
 from tree.extract import classify
 
@@ -308,8 +308,6 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
 
 def _check_schedule(schedule: tuple[RoundSpec, ...]) -> None:
     """A PPM-augmented round needs a PPM from an earlier round."""
-    from rstar.configio import ConfigError
-
     for r, spec in enumerate(schedule, 1):
         if spec.value_mode == "ppm" and not any(s.train_ppm for s in schedule[: r - 1]):
             raise ConfigError(f"schedule[{r - 1}].value_mode: round {r} searches with a PPM, "
