@@ -39,8 +39,12 @@ class Op:
             "receive": lambda: f"{var} + {a[0]}",
             "rate_gain": lambda: f"{var} + {a[0]} * {a[1]}",
             "rate_use": lambda: f"{var} - {a[0]} * {a[1]}",
-            "share": lambda: f"{var} // {a[0]}",
-            "fraction": lambda: f"{var} - {var} * {a[0]} // {a[1]}",
+            # True division, not floor: every operation is then one-to-one in ``var``, so a
+            # wrong number early in a solution cannot floor back onto the right answer (with
+            # ``//`` most of the search's "correct" 5-8-operation solutions were such lucky
+            # hits, docs/results.md E7). The true path divides exactly, so values stay whole.
+            "share": lambda: f"{var} / {a[0]}",
+            "fraction": lambda: f"{var} - {var} * {a[0]} / {a[1]}",
             "multiply": lambda: f"{var} * {a[0]}",
         }[self.kind]()
 
@@ -188,3 +192,12 @@ def parse_question(question: str) -> ArithProblem:
     if not ops or ops[0].kind != "start":
         raise ValueError(f"arith: question does not start with a quantity: {question[:80]!r}")
     return ArithProblem(name=name, item=item, ops=tuple(ops))
+
+
+def computes(question: str, solution: str) -> bool:
+    """Whether a solution's code assigns, in order, exactly the question's operations (the
+    teacher's correct expressions): a correct *answer* whose code does not is a lucky hit. Used
+    to audit the SFT data a round's search verified by its answer alone; never by the search."""
+    p = parse_question(question)
+    code = re.findall(rf"^{re.escape(p.item)} = (.*?)\s*$", solution, re.M)
+    return code == [op.expr(p.item) for op in p.ops]

@@ -104,11 +104,11 @@ def _wrong_operand(expr: str, rng: random.Random) -> str:
 
 
 def _wrong_operator(expr: str, rng: random.Random) -> str:
-    ops = list(re.finditer(r" (\+|-|\*|//) ", expr))
+    ops = list(re.finditer(r" (\+|-|\*|/) ", expr))
     if not ops:  # a bare number (the start): misread it instead
         return _wrong_operand(expr, rng)
     m = rng.choice(ops)
-    swap = {"+": "-", "-": "+", "*": "+", "//": "*"}[m.group(1)]
+    swap = {"+": "-", "-": "+", "*": "+", "/": "*"}[m.group(1)]
     return expr[: m.start()] + f" {swap} " + expr[m.end():]
 
 
