@@ -109,12 +109,32 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
         scored += extra_run.get("ppm_scored", 0)
     classes = list(difficulty_classes(rd / "shards").values())
     n = max(1, len(classes))
+    audit = audit_sft(rd / "shards") if cfg.domain == "arith" else {}
     return {"train_problems": len(classes),
             "train_solved_frac": sum(c != "hard" for c in classes) / n,
             "difficulty": {c: classes.count(c) for c in ("easy", "medium", "hard")},
             "ppm_scored_steps": scored,
             "sandbox_isolation": summary.get("sandbox_isolation"),
-            "sandbox_fallback": summary.get("sandbox_fallback"), **pre}
+            "sandbox_fallback": summary.get("sandbox_fallback"), **pre, **audit}
+
+
+def audit_sft(shard_dir: Path) -> dict:
+    """arith: the share of the round's SFT picks whose code computes the question's operations
+    (``arith.computes``), by difficulty; the rest reached the right answer by luck. The search
+    verifies answers only, so this is the one look at how true its training data is."""
+    from rstar.domains.arith import computes, parse_question
+    from tree.extract import sft_examples
+
+    by_d: dict[str, list[int]] = {}
+    for tree in shards.read_trees(shard_dir):
+        for ex in sft_examples(tree):
+            c = by_d.setdefault(str(len(parse_question(tree.question).ops) - 1), [0, 0])
+            c[0] += computes(tree.question, "\n".join(ex["steps"]))
+            c[1] += 1
+    total = sum(c[1] for c in by_d.values())
+    return {"sft_examples": total,
+            "sft_computes_frac": sum(c[0] for c in by_d.values()) / max(1, total),
+            "sft_computes_by_difficulty": {d: c[0] / c[1] for d, c in sorted(by_d.items())}}
 
 
 def frontier_pool(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,

@@ -51,6 +51,12 @@ def test_fast_preset_summary_and_ppm_augmented_last_round(run):
     assert rows[0]["value_mode"] == "terminal" and rows[0]["ppm_scored_steps"] == 0
     assert rows[-1]["value_mode"] == "ppm" and rows[-1]["ppm_scored_steps"] > 0
     assert rows[0]["train_solved_frac"] > 0.5  # the scripted teacher's round
+    # The audit of what the answer check let into SFT: the teacher's picks are computed (its
+    # slips cannot land on the right answer), by difficulty.
+    for r in rows:
+        assert r["sft_examples"] >= 0 and 0 <= r["sft_computes_frac"] <= 1
+        assert set(r["sft_computes_by_difficulty"]) <= {"1", "2", "3"}
+    assert rows[0]["sft_examples"] > 0 and rows[0]["sft_computes_frac"] > 0.9
     assert (run / "summary.png").stat().st_size > 1000
     t = rows[-1]["targets"]
     assert t["rounds"] == 2 and t["loop_budget_s"] == 900 and t["total_budget_s"] == 1800
