@@ -361,15 +361,17 @@ class EvalConfig:
 
 def _default_schedule() -> tuple[RoundSpec, ...]:
     # Why these sizes, epochs and learning rates: docs/deviations.md and docs/results.md.
+    # Round 1: the teacher's pool is 80% 1-4 and 20% 5-8 operations, so the policy learns to
+    # cite every clause number; its PPM would be too weak to use, so none is trained. Rounds
+    # 2-4 search only the frontier (what the previous policy does not solve greedily).
+    frontier = dict(prefilter=2.0, rollouts=16, sft_epochs=3, sft_lr=3e-4)
     return (
-        RoundSpec(problems=4000, difficulties=(1, 2, 3, 4), rollouts=8, temperature=0.7,
-                  sft_epochs=6),
-        RoundSpec(problems=100, difficulties=(1, 2, 3, 4, 5), rollouts=16, sft_epochs=3,
-                  sft_lr=3e-4),
-        RoundSpec(problems=100, difficulties=(2, 3, 4, 5), rollouts=16, value_mode="ppm",
-                  sft_epochs=3, sft_lr=3e-4),
-        RoundSpec(problems=60, difficulties=(2, 3, 4, 5, 6), rollouts=16, value_mode="ppm",
-                  escalate=(32,), sft_epochs=3, sft_lr=3e-4),
+        RoundSpec(problems=4000, difficulties=(1, 2, 3, 4) * 4 + (5, 6, 7, 8), rollouts=8,
+                  temperature=0.7, sft_epochs=6, train_ppm=False),
+        RoundSpec(problems=150, difficulties=(3, 4, 5, 6, 7, 8), **frontier),
+        RoundSpec(problems=100, difficulties=(4, 5, 6, 7, 8), value_mode="ppm", **frontier),
+        RoundSpec(problems=60, difficulties=(5, 6, 7, 8), value_mode="ppm", escalate=(32,),
+                  **frontier),
     )
 
 
@@ -427,8 +429,9 @@ class EvolveConfig:
     """Search settings shared by all rounds (candidates, format, workers, sandbox...);
     rollouts, value mode, policy and PPM come from the schedule."""
     policy_train: PolicyTrainConfig = field(default_factory=lambda: PolicyTrainConfig(
-        min_steps=0))
-    """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs)."""
+        min_steps=0, train=TrainConfig(curriculum=True)))
+    """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs; the
+    curriculum lets the from-scratch policy learn long problems, docs/results.md E3)."""
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     """PPM settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)
