@@ -204,3 +204,36 @@ def test_shards_from_before_the_count_column_still_read(sandbox, tmp_path):
         got = [n.count for n in back[s.tree.problem_id].nodes]
         assert got == (want if s in done[2:] else [1] * len(want))
     assert any(c > 1 for s in done[2:] for c in (n.count for n in s.tree.nodes))
+
+
+class FixedPolicy:
+    """Writes one program that prints ``printed``, then boxes ``boxed``."""
+
+    def __init__(self, printed, boxed):
+        self.printed, self.boxed = printed, boxed
+
+    def propose(self, requests):
+        out = []
+        for r in requests:
+            if not r.steps:
+                step = f"<code>\nx = {self.printed}\nprint(x)\n<end_of_code>"
+            else:
+                step = f"<answer>\\boxed{{{self.boxed}}}<end_of_answer>"
+            out.append([step] * r.n)
+        return out
+
+
+def test_grounded_answers_must_agree_with_what_the_program_printed(sandbox):
+    def verdict(printed, boxed, gold, grounded):
+        cfg = MCTSConfig(rollouts=1, candidates=1, grounded=grounded)
+        (s,) = run_batched([TreeSearch("p", "q?", gold, VERIFIER, cfg)],
+                           FixedPolicy(printed, boxed), sandbox)
+        (end,) = s.tree.terminals()
+        return end.correct
+
+    # A guess beside a program that computed something else: verified only by the answer.
+    assert verdict("13.61", "13", "13", grounded=False) is True
+    assert verdict("13.61", "13", "13", grounded=True) is False
+    # The printed value restated (and 36.0 is 36): correct either way.
+    assert verdict("36.0", "36", "36", grounded=True) is True
+    assert verdict("5", "5", "6", grounded=True) is False

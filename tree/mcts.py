@@ -42,6 +42,10 @@ class MCTSConfig:
     all rollouts."""
     seed: int = 0
     """Base seed; each tree's RNG is seeded from (seed, problem_id)."""
+    grounded: bool = False
+    """With a gold answer: an answer that disagrees with what its program printed (the last
+    line of the last ``<output>``) is wrong, so a guessed answer next to a wrong program is
+    not verified (SPEC: the answer alone decides; off keeps that)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,20 @@ class TreeSearch:
         node.terminal, node.answer = True, answer
         if self.tree.gold is not None:
             node.correct = answer is not None and self.verifier.check(answer, self.tree.gold)
+            if node.correct and self.cfg.grounded:
+                printed = self._printed(node)
+                node.correct = printed is None or self.verifier.check(answer, printed)
+
+    def _printed(self, node: Node) -> str | None:
+        """The last line the path's program printed, or None if no step ran code to the end."""
+        start, end = self.fmt.output_start, self.fmt.output_end
+        while node is not None:
+            if start in node.text:
+                out = node.text.rsplit(start, 1)[1].split(end, 1)[0]
+                lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+                return lines[-1] if lines else ""
+            node = node.parent
+        return None
 
     def _reward(self, node: Node) -> float:
         if self.tree.gold is not None:
