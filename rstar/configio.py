@@ -140,7 +140,7 @@ def field_docs(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[
     """(dotted name, type, default, doc) for every field, recursively — the reference docs.
 
     Defaults are read from ``instance`` (``cls()`` when not given), so a nested field shows the
-    value its parent gives it (EvolveConfig's ``engine.kind`` is "hf", though a bare
+    value its parent gives it (EvolveConfig's ``engine.kind`` is "auto", though a bare
     EngineConfig's is "scripted")."""
     import ast
     import inspect

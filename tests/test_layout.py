@@ -93,7 +93,7 @@ def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path):
     # The PPM's own epochs and batch, not TrainConfig's class defaults.
     assert (cfg.ppm_train.train.epochs, cfg.ppm_train.train.batch_size) == (
         ppm_default.epochs, ppm_default.batch_size) != (6, 16)
-    assert cfg.engine.kind == EvolveConfig().engine.kind == "hf" and cfg.engine.max_tokens == 32
+    assert cfg.engine.kind == EvolveConfig().engine.kind == "auto" and cfg.engine.max_tokens == 32
 
 
 def test_config_reference_shows_nested_defaults_and_literal_values():
@@ -102,11 +102,12 @@ def test_config_reference_shows_nested_defaults_and_literal_values():
     from rstar.config import EvolveConfig, field_docs
 
     rows = {name: (tp, default) for name, tp, default, _ in field_docs(EvolveConfig)}
-    # EvolveConfig serves its trained policy with hf (a bare EngineConfig says "scripted").
-    assert rows["engine.kind"][1] == "hf" and rows["bootstrap.kind"][1] == "scripted"
+    # EvolveConfig serves its trained policy with "auto" (a bare EngineConfig says "scripted").
+    assert rows["engine.kind"][1] == "auto" and rows["bootstrap.kind"][1] == "scripted"
     assert rows["policy_train.min_steps"][1] == EvolveConfig().policy_train.min_steps == 0
     assert rows["policy_init"][0] == "Literal['base', 'previous']"
     out = subprocess.run([sys.executable, "-m", "rstar.cli", "config", "evolve"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "engine.kind: Literal['scripted', 'hf', 'vllm', 'openai', 'none'] = 'hf'" in out.stdout
+    assert ("engine.kind: Literal['scripted', 'hf', 'vllm', 'auto', 'openai', 'none'] = 'auto'"
+            in out.stdout)

@@ -129,6 +129,24 @@ def test_score_engine_matches_hf(ppm_dir: Path) -> None:
     assert got == pytest.approx(want, abs=1e-4)
 
 
+def test_auto_engine_is_vllm_where_installed_else_hf(policy_dir: Path, monkeypatch) -> None:
+    from actors.engines import factory
+    from actors.engines.base import close
+    from rstar.config import EngineConfig, EvolveConfig
+
+    assert EvolveConfig().engine.kind == "auto"
+    cfg = EngineConfig(kind="auto", model=str(policy_dir), max_tokens=8)
+    assert factory.resolve(cfg).kind == ("vllm" if HAS_VLLM else "hf")
+    assert factory.resolve(EngineConfig(kind="hf")).kind == "hf"
+    policy = factory.make_policy(cfg, StepFormat())  # a real engine of the resolved kind
+    try:
+        assert type(policy.engine).__name__ == ("VLLMTextEngine" if HAS_VLLM else "HFTextEngine")
+    finally:
+        close(policy)
+    monkeypatch.setattr(factory, "vllm_installed", lambda: False)  # a machine without vLLM
+    assert factory.resolve(cfg).kind == "hf"
+
+
 @needs_vllm
 def test_config_errors_name_the_field_before_anything_starts(tmp_path: Path) -> None:
     from actors.engines.factory import check_engine

