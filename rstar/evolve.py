@@ -254,8 +254,11 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     from trainers.sft import ensure_tiny_base, train_policy
     from trainers.tiny_model import make_tiny_model
 
+    from actors.engines.factory import resolve
+
     workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
     workdir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, engine=resolve(cfg.engine), ppm_engine=resolve(cfg.ppm_engine))
     n_rounds = rounds or cfg.rounds
     if n_rounds > len(cfg.schedule):
         raise ValueError(f"{n_rounds} rounds asked, the schedule has {len(cfg.schedule)}")
@@ -318,6 +321,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
              "ppm_pair_acc_step": ppm_metrics.get("pair_acc_step"),
              "ppm_pair_acc_final": ppm_metrics.get("pair_acc_final"),
              "value_mode": spec.value_mode, "rollouts": spec.rollouts,
+             "engine": cfg.engine.kind, "ppm_engine": cfg.ppm_engine.kind,
              # Summed over the round's steps, so a resumed round reports its full cost.
              "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)
                              + (timing["ppm_s"] or 0) + eval_s, 1)}
