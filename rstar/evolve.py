@@ -248,13 +248,12 @@ def _round_cpus(cfg: EvolveConfig, spec: RoundSpec) -> float:
 def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = True,
                rounds: int | None = None) -> list[dict]:
     """Run (or resume) the rounds; returns the summary (one dict per finished round)."""
+    from actors.engines.factory import resolve
     from rstar.generate import init_ray
     from trainers.common import NoTrainingData
     from trainers.ppm import train_ppm
     from trainers.sft import ensure_tiny_base, train_policy
     from trainers.tiny_model import make_tiny_model
-
-    from actors.engines.factory import resolve
 
     workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
     workdir.mkdir(parents=True, exist_ok=True)
