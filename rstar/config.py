@@ -36,21 +36,24 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
-class ArithConfig:
-    """The embedded arith domain and its scripted teacher (round 1's stand-in bootstrap model)."""
+class GeneratedConfig:
+    """A generated domain's problems (arith, code, a plug-in) and its scripted teacher (round
+    1's stand-in bootstrap model)."""
 
     difficulties: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
-    """Operation counts of generated problems, used in turn."""
+    """Difficulties of generated problems, used in turn (arith: operation counts)."""
     teacher_error_rate: float = 0.15
-    """Chance that a teacher step slips (wrong operand/operator, skipped step, syntax slip)."""
+    """Chance that a teacher step slips (arith: wrong operand/operator, skipped step, syntax
+    slip)."""
 
 
 @dataclass(frozen=True)
 class SearchRunConfig:
     """``rstar search``: single-process MCTS over generated problems with the scripted teacher."""
 
-    domain: Literal["arith"] = "arith"
-    """Problem domain (only the generated ``arith`` domain has a scripted teacher)."""
+    domain: str = "arith"
+    """Problem domain (``rstar.domains``): one that generates problems and has a scripted
+    teacher."""
     problems: int = 100
     """How many problems to search."""
     seed: int = 0
@@ -63,8 +66,8 @@ class SearchRunConfig:
     """Step delimiters and prompt template (SPEC §2)."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """The code executor."""
-    arith: ArithConfig = field(default_factory=ArithConfig)
-    """The arith domain."""
+    generated: GeneratedConfig = field(default_factory=GeneratedConfig)
+    """The domain's generator and teacher."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,11 @@ class WorkerConfig:
 class GenerateConfig:
     """``rstar generate``: distributed MCTS data generation on Ray (one round's shards)."""
 
-    domain: Literal["arith", "math"] = "arith"
-    """Problem domain: generated ``arith`` problems, or ``math`` problems from ``data``."""
+    domain: str = "arith"
+    """Problem domain (``rstar.domains``: arith, math, code or a plug-in); a domain that
+    generates no problems reads ``data``."""
     data: str = ""
-    """math domain: a benchmark name (see rstar.data) or a JSONL path with question/answer."""
+    """A benchmark name (see rstar.data) or a JSONL path, for domains without a generator."""
     problems: int = 200
     """How many problems (the first N of ``data``, or N generated)."""
     seed: int = 0
@@ -161,16 +165,16 @@ class GenerateConfig:
     format: StepFormat = field(default_factory=StepFormat)
     """Step delimiters and prompt template (SPEC §2)."""
     policy: EngineConfig = field(default_factory=EngineConfig)
-    """The policy engine (the scripted teacher by default; its error rate is
-    ``arith.teacher_error_rate``)."""
+    """The policy engine (the domain's scripted teacher by default; its error rate is
+    ``generated.teacher_error_rate``)."""
     ppm: EngineConfig = field(default_factory=lambda: EngineConfig(kind="none"))
     """The PPM engine; needed when ``mcts.value_mode`` is "ppm"."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Each sandbox actor's executor."""
     workers: WorkerConfig = field(default_factory=WorkerConfig)
     """Search workers, sandbox pool and writer."""
-    arith: ArithConfig = field(default_factory=ArithConfig)
-    """The arith domain's generator."""
+    generated: GeneratedConfig = field(default_factory=GeneratedConfig)
+    """The domain's generator and teacher (domains that generate problems)."""
 
 
 @dataclass(frozen=True)
@@ -325,7 +329,8 @@ class EvalConfig:
     """The fixed held-out set every round is measured on."""
 
     data: str = ""
-    """math domain: the held-out benchmark (e.g. math500); arith problems are generated."""
+    """Domains without a generator: the held-out benchmark (e.g. math500); generated domains
+    draw it with ``seed``."""
     problems: int = 560
     """Held-out problems for greedy accuracy (the first N of ``data`` for math): 70 per
     difficulty, so a difficulty's accuracy is known to about ±11 points (95%)."""
@@ -404,10 +409,11 @@ class EvolveConfig:
     """Wall-time target of the whole command, measurement included; 0: none."""
     targets: TargetConfig = field(default_factory=lambda: TargetConfig())
     """What ``summary.json``'s ``targets`` check besides time."""
-    domain: Literal["arith", "math"] = "arith"
-    """Problem domain."""
+    domain: str = "arith"
+    """Problem domain (``rstar.domains``)."""
     data: str = ""
-    """math domain: the training pool (benchmark name or JSONL path), sliced across rounds."""
+    """Domains without a generator: the training pool (benchmark name or JSONL path), sliced
+    across rounds."""
     seed: int = 0
     """Seed of pools and searches."""
     base_model: str = ""

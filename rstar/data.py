@@ -196,8 +196,11 @@ def _olympiadbench(row: dict[str, Any]) -> _Parsed:
 
 
 def _humaneval(row: dict[str, Any]) -> _Parsed:
+    # The gold of the code domain (rstar.domains.code): hidden tests, entry point, and the
+    # prompt's code (imports, helpers), which runs before the candidate's.
     entry_point, task_id = _text(row, "entry_point"), _text(row, "task_id")
-    answer = _text(row, "test") + f"\ncheck({entry_point})"
+    answer = json.dumps({"test": _text(row, "test"), "entry_point": entry_point,
+                         "prompt": _text(row, "prompt")})
     return _Parsed(task_id, _text(row, "prompt"), answer,
                    {**_rest(row, "prompt", "test"), "entry_point": entry_point, "task_id": task_id})
 

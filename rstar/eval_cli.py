@@ -6,7 +6,6 @@ Runs greedy pass@1, maj@N, best-of-N scored by the PPM as an outcome model, and 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,12 +13,13 @@ from pathlib import Path
 from rstar.config import EngineConfig, SandboxConfig
 
 
-def load_problems(data: str | None, benchmark: str | None, limit: int | None):
-    from rstar.data import load_benchmark, load_jsonl
+def load_problems(data: str | None, benchmark: str | None, limit: int | None,
+                  domain: str = "math"):
+    from rstar.domains import load_domain
 
     if bool(data) == bool(benchmark):
         raise ValueError("give exactly one of --data FILE or --benchmark NAME")
-    probs = load_jsonl(data) if data else load_benchmark(benchmark)
+    probs = load_domain(domain).load(data or benchmark)
     return probs[:limit] if limit else probs
 
 
@@ -52,9 +52,10 @@ def run_eval(problems, policy_path: str, ppm_path: str | None, out_dir: str | Pa
         check_engine(qcfg, "--ppm")
     policy = make_policy(pcfg, fmt)
     scorer = make_scorer(qcfg, fmt) if qcfg is not None else None
-    sandbox = SandboxConfig(isolation=isolation)
-    if domain == "math":  # model code for math leans on sympy: import it once per worker
-        sandbox = dataclasses.replace(sandbox, preload=(*sandbox.preload, "sympy"))
+    from rstar.domains import with_preload
+
+    # e.g. math: model code leans on sympy, imported once per sandbox worker, not per step
+    sandbox = with_preload(SandboxConfig(isolation=isolation), domain)
     t0 = time.perf_counter()
     try:
         res = evaluate(problems, fmt, sandbox, policy, scorer, n=n, candidates=candidates,

@@ -40,17 +40,17 @@ def difficulty_classes(shard_dir: str | Path) -> dict[str, str]:
 
 def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec,
                workdir: str | Path | None = None) -> list[Problem]:
-    """Round r's problems. arith: a fresh generated mix, harder as rounds go (the schedule's
-    difficulties). math: the first N problems of ``data`` that the previous round did not find
-    easy — a problem every trajectory already solved teaches nothing new, so the pool moves
+    """Round r's problems. A generated domain: a fresh mix, harder as rounds go (the schedule's
+    difficulties). Otherwise the first N problems of ``data`` that the previous round did not
+    find easy — a problem every trajectory already solved teaches nothing new, so the pool moves
     toward the medium and hard ones as rounds go."""
-    if cfg.domain == "arith":
-        from rstar.domains.arith import generate
+    from rstar.domains import load_domain
 
-        return generate(spec.problems, cfg.seed * 100 + r, spec.difficulties, prefix=f"r{r}")
-    from rstar.data import load_benchmark, load_jsonl
-
-    pool = load_jsonl(cfg.data) if cfg.data.endswith(".jsonl") else load_benchmark(cfg.data)
+    domain = load_domain(cfg.domain)
+    if not cfg.data:
+        return domain.problems(spec.problems, cfg.seed * 100 + r, spec.difficulties,
+                               prefix=f"r{r}")
+    pool = domain.load(cfg.data)
     prev = round_dir(workdir, r - 1) / "shards" if workdir is not None and r > 1 else None
     if prev is not None and prev.is_dir():
         easy = {pid for pid, c in difficulty_classes(prev).items() if c == "easy"}
@@ -59,18 +59,19 @@ def round_pool(cfg: EvolveConfig, r: int, spec: RoundSpec,
 
 
 def heldout_set(cfg: EvolveConfig, n: int | None = None) -> list[Problem]:
-    """The fixed held-out problems (the first ``n``; None: ``eval.problems``); arith's cycle
-    through ``eval.difficulties``, so every prefix is stratified."""
+    """The fixed held-out problems (the first ``n``; None: ``eval.problems``): the first of
+    ``eval.data``, or generated ones cycling through ``eval.difficulties``, so every prefix is
+    stratified."""
+    from rstar.domains import load_domain
+
     e = cfg.eval
     n = e.problems if n is None else min(n, e.problems)
-    if cfg.domain == "math":
-        from rstar.data import load_benchmark, load_jsonl
-
-        data = load_jsonl(e.data) if e.data.endswith(".jsonl") else load_benchmark(e.data)
-        return data[:n]
-    from rstar.domains.arith import generate
-
-    return generate(n, e.seed, e.difficulties, prefix="heldout")
+    domain = load_domain(cfg.domain)
+    if e.data or not domain.generated:
+        if not e.data:
+            raise ValueError(f"domain {cfg.domain!r} generates no problems: set eval.data")
+        return domain.load(e.data)[:n]
+    return domain.problems(n, e.seed, e.difficulties, prefix="heldout")
 
 
 def _engine(base: EngineConfig, model: str) -> EngineConfig:
@@ -109,7 +110,7 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
         scored += extra_run.get("ppm_scored", 0)
     classes = list(difficulty_classes(rd / "shards").values())
     n = max(1, len(classes))
-    audit = audit_sft(rd / "shards") if cfg.domain == "arith" else {}
+    audit = audit_sft(rd / "shards", cfg.domain)
     return {"train_problems": len(classes),
             "train_solved_frac": sum(c != "hard" for c in classes) / n,
             "difficulty": {c: classes.count(c) for c in ("easy", "medium", "hard")},
@@ -118,18 +119,23 @@ def generate_round(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
             "sandbox_fallback": summary.get("sandbox_fallback"), **pre, **audit}
 
 
-def audit_sft(shard_dir: Path) -> dict:
-    """arith: the share of the round's SFT picks whose code computes the question's operations
-    (``arith.computes``), by difficulty; the rest reached the right answer by luck. The search
-    verifies answers only, so this is the one look at how true its training data is."""
-    from rstar.domains.arith import computes, parse_question
+def audit_sft(shard_dir: Path, domain_name: str) -> dict:
+    """For domains with an ``audit`` (arith: ``computes``): the share of the round's SFT picks
+    whose code really computes the question, by difficulty; the rest reached the right answer
+    by luck. The search verifies answers only, so this is the one look at how true its
+    training data is. {} for other domains."""
+    from rstar.domains import load_domain
     from tree.extract import sft_examples
 
+    audit = getattr(load_domain(domain_name), "audit", None)
+    if audit is None:
+        return {}
     by_d: dict[str, list[int]] = {}
     for tree in shards.read_trees(shard_dir):
         for ex in sft_examples(tree):
-            c = by_d.setdefault(str(len(parse_question(tree.question).ops) - 1), [0, 0])
-            c[0] += computes(tree.question, "\n".join(ex["steps"]))
+            difficulty, ok = audit(tree.question, "\n".join(ex["steps"]))
+            c = by_d.setdefault(str(difficulty), [0, 0])
+            c[0] += ok
             c[1] += 1
     total = sum(c[1] for c in by_d.values())
     return {"sft_examples": total,
@@ -224,7 +230,8 @@ def teacher_attempts(cfg: EvolveConfig, problems: list[Problem], show_progress: 
     from rstar.evaluate import greedy_solve
 
     policy = make_policy(cfg.bootstrap, cfg.generate.format,
-                         teacher_error_rate=cfg.generate.arith.teacher_error_rate)
+                         teacher_error_rate=cfg.generate.generated.teacher_error_rate,
+                         domain=cfg.domain)
     try:
         return greedy_solve(policy, problems, cfg.generate.format, cfg.generate.sandbox,
                             cfg.domain, seed=cfg.eval.seed,
@@ -257,7 +264,11 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
 
     workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, engine=resolve(cfg.engine), ppm_engine=resolve(cfg.ppm_engine))
+    from rstar.domains import with_preload
+
+    cfg = dataclasses.replace(cfg, engine=resolve(cfg.engine), ppm_engine=resolve(cfg.ppm_engine),
+                              generate=dataclasses.replace(cfg.generate, sandbox=with_preload(
+                                  cfg.generate.sandbox, cfg.domain)))
     n_rounds = rounds or cfg.rounds
     if n_rounds > len(cfg.schedule):
         raise ValueError(f"{n_rounds} rounds asked, the schedule has {len(cfg.schedule)}")

@@ -1,4 +1,4 @@
-"""``rstar search``: MCTS on generated arith problems in one process, trees to one Parquet file.
+"""``rstar search``: MCTS on a domain's generated problems in one process, trees to one Parquet file.
 
 The single-process path: the same ``TreeSearch`` coroutines the Ray workers drive, stepped
 together by ``tree.driver.run_batched`` so the teacher and the sandbox see batches. It also runs a
@@ -15,9 +15,7 @@ from pathlib import Path
 
 from rstar.config import SearchRunConfig
 from rstar.data import Problem
-from rstar.domains import verifier_for
-from rstar.domains.arith import generate
-from rstar.domains.teacher import ScriptedTeacher
+from rstar.domains import load_domain, verifier_for
 from rstar.shards import write_trees
 from sandbox import Sandbox
 from tree.driver import run_batched
@@ -77,8 +75,9 @@ def run_search(cfg: SearchRunConfig, out: str | Path, show_progress: bool = True
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    problems = generate(cfg.problems, cfg.seed, cfg.arith.difficulties)
-    teacher = ScriptedTeacher(error_rate=cfg.arith.teacher_error_rate, fmt=cfg.format)
+    domain = load_domain(cfg.domain)
+    problems = domain.problems(cfg.problems, cfg.seed, cfg.generated.difficulties)
+    teacher = domain.teacher(cfg.generated.teacher_error_rate, cfg.format)
     mcts = dataclasses.replace(cfg.mcts, seed=cfg.seed)
     # The baseline: one candidate per step, one rollout = one sampled attempt, executed.
     single = dataclasses.replace(mcts, rollouts=1, candidates=1)

@@ -266,7 +266,7 @@ def main():
             if pid == 0:
                 try:
                     os.close(r)
-                    _js._child(job["code"], w, jobdir, cfg, os.getppid(), ids)
+                    _js._child(job.pop("code"), w, jobdir, cfg, os.getppid(), ids)
                 finally:
                     os._exit(70)
             os.close(w)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generator, Literal, Sequence, Union
 
 from .node import Node, Tree
-from .protocols import ExecOutcome, ScoreRequest, StepRequest, Verifier
+from .protocols import ExecOutcome, ProgramVerifier, ScoreRequest, StepRequest, Verifier
 from .steps import StepFormat
 
 
@@ -93,6 +93,8 @@ class TreeSearch:
         self.fmt = fmt
         self.rng = random.Random(f"{config.seed}:{problem_id}")
         self.stats = SearchStats()
+        # Graded by running hidden tests (the code domain) rather than by comparing answers.
+        self._by_tests = gold is not None and isinstance(verifier, ProgramVerifier)
 
     # -- the coroutine -------------------------------------------------------------------------
 
@@ -174,11 +176,22 @@ class TreeSearch:
                     child.text = self.fmt.with_output(child.text, res.stdout)
 
         valid = [c for c in children if c.exec_ok]
+        judged = []
         for child in valid:
             answer = self.verifier.extract(child.text)
             if answer is not None or self.fmt.answer_end in child.text:
                 # Not exhausted yet: a later selection reaches it and backs up its reward.
                 self._mark_terminal(child, answer)
+                if answer is not None and self._by_tests:
+                    judged.append(child)
+        if judged:  # the path's whole program against the hidden tests, in the sandbox too
+            jobs = [self.verifier.test_program(self.fmt.program(steps + [c.text]),  # type: ignore[attr-defined]
+                                               self.tree.gold) for c in judged]
+            outcomes: Sequence[ExecOutcome] = yield Execute(tuple(src for src, _ in jobs))  # type: ignore[misc]
+            self.stats.executions += len(jobs)
+            for child, (_, token), res in zip(judged, jobs, outcomes):
+                self.stats.exec_s += res.duration_s
+                child.correct = self.verifier.passed(res, token)  # type: ignore[attr-defined]
 
         if valid and self.cfg.value_mode == "ppm":
             reqs = tuple(ScoreRequest(self.tree.question, tuple(steps + [c.text])) for c in valid)
@@ -195,7 +208,9 @@ class TreeSearch:
 
     def _mark_terminal(self, node: Node, answer: str | None) -> None:
         node.terminal, node.answer = True, answer
-        if self.tree.gold is not None:
+        if self._by_tests:
+            node.correct = False  # until its test job says otherwise (``_expand``)
+        elif self.tree.gold is not None:
             node.correct = answer is not None and self.verifier.check(answer, self.tree.gold)
             if node.correct and self.cfg.grounded:
                 printed = self._printed(node)

@@ -57,6 +57,29 @@ class Verifier(Protocol):
         ...
 
 
+@runtime_checkable
+class ProgramVerifier(Protocol):
+    """A verifier that judges a solution by running its program against hidden tests (the code
+    domain). The search asks for the test job, runs it in the sandbox like any step, and reads
+    the outcome; ``check`` is then not used for grading."""
+
+    def extract(self, step: str) -> str | None:
+        """As ``Verifier.extract``: what the final step states (None: not an answer step)."""
+        ...
+
+    def check(self, answer: str | None, gold: str) -> bool:
+        ...
+
+    def test_program(self, program: str, gold: str) -> tuple[str, str]:
+        """(the source of a sandbox job that runs ``program`` against the tests in ``gold``, a
+        token that job prints only when every test passed)."""
+        ...
+
+    def passed(self, outcome: "ExecOutcome", token: str) -> bool:
+        """Whether a test job's outcome says every test passed."""
+        ...
+
+
 class ExecOutcome(Protocol):
     """What the search reads from an execution (``sandbox.ExecResult`` has these and more)."""
 

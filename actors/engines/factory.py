@@ -12,14 +12,15 @@ from .base import LMPolicy, PPMScorer
 
 
 def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
-                serving: bool = False) -> Policy:
-    """The policy an ``EngineConfig`` describes; ``serving``: for a Ray server, which with
-    ``stream`` feeds a vLLM engine request by request (``AsyncVLLMTextEngine``)."""
+                serving: bool = False, domain: str = "arith") -> Policy:
+    """The policy an ``EngineConfig`` describes (kind "scripted": ``domain``'s teacher);
+    ``serving``: for a Ray server, which with ``stream`` feeds a vLLM engine request by request
+    (``AsyncVLLMTextEngine``)."""
     cfg = resolve(cfg)
     if cfg.kind == "scripted":
-        from rstar.domains.teacher import ScriptedTeacher
+        from rstar.domains import load_domain
 
-        return ScriptedTeacher(error_rate=teacher_error_rate, fmt=fmt)
+        return load_domain(domain).teacher(teacher_error_rate, fmt)
     if cfg.kind == "hf":
         from .hf import HFTextEngine
 

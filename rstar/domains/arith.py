@@ -201,3 +201,34 @@ def computes(question: str, solution: str) -> bool:
     p = parse_question(question)
     code = re.findall(rf"^{re.escape(p.item)} = (.*?)\s*$", solution, re.M)
     return code == [op.expr(p.item) for op in p.ops]
+
+
+class ArithDomain:
+    """The embedded default: generated word problems of 1-8 operations, a scripted noisy
+    teacher, integer answers in ``\\boxed{}`` (graded like math)."""
+
+    name = "arith"
+    preload = ()
+    generated = True
+
+    def __init__(self) -> None:
+        from .math import MathVerifier
+
+        self.verifier = MathVerifier()
+
+    def problems(self, n, seed, difficulties=(), prefix="arith"):
+        return generate(n, seed, tuple(difficulties) or tuple(range(1, 9)), prefix=prefix or "arith")
+
+    def load(self, source: str) -> list:
+        from .math import load_problems
+
+        return load_problems(source)
+
+    def teacher(self, error_rate, fmt):
+        from .teacher import ScriptedTeacher
+
+        return ScriptedTeacher(error_rate=error_rate, fmt=fmt)
+
+    def audit(self, question: str, solution: str) -> tuple[int, bool]:
+        """(the question's difficulty, whether a verified solution really computes it)."""
+        return len(parse_question(question).ops) - 1, computes(question, solution)
