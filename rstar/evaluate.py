@@ -14,7 +14,7 @@ from rstar.grading import normalize_answer
 from tree.driver import run_batched
 from tree.mcts import MCTSConfig, TreeSearch
 from tree.node import Tree
-from tree.protocols import ScoreRequest
+from tree.protocols import ProgramVerifier, ScoreRequest
 
 
 def _sandbox(sandbox_cfg):
@@ -76,6 +76,50 @@ def majority(answers: list[str | None]) -> str | None:
         return None
     best = max(counts.values())
     return next(a for a, k in zip(answers, keys) if k and counts[k] == best)
+
+
+def majority_pick(ends: list):
+    """The first trajectory with the majority answer (None if none answered): for the code
+    domain the answer is the function's output on the example, so this votes by behaviour."""
+    win = majority([e.answer if e is not None else None for e in ends])
+    if win is None:
+        return None
+    key = normalize_answer(win)
+    return next(e for e in ends if e is not None and e.answer is not None
+                and normalize_answer(e.answer) == key)
+
+
+def ppm_pick(ends: list, scores: list[float], select: Select):
+    """The trajectory ``ppm_select`` answers with: the best-scored one carrying its answer."""
+    win = ppm_select(ends, scores, select)
+    if win is None:
+        return None
+    key = normalize_answer(win)
+    cands = [(s, -i) for i, (e, s) in enumerate(zip(ends, scores))
+             if e is not None and e.answer is not None and normalize_answer(e.answer) == key]
+    return ends[-max(cands)[1]]
+
+
+def grade_picks(problems, picks: list, verifier, fmt, sandbox) -> list[bool]:
+    """Whether each picked trajectory (None: no answer) is right: its verdict if it was graded
+    during its search, else by the verifier — the answer's check, or for a ``ProgramVerifier``
+    its program run against the hidden tests in ``sandbox``."""
+    out: list[bool] = []
+    jobs = []
+    for i, (p, node) in enumerate(zip(problems, picks)):
+        if node is None or node.answer is None:
+            out.append(False)
+        elif node.correct is not None:
+            out.append(bool(node.correct))
+        elif isinstance(verifier, ProgramVerifier):
+            out.append(False)
+            jobs.append((i, *verifier.test_program(fmt.program(node.steps()), p.answer)))
+        else:
+            out.append(bool(verifier.check(node.answer, p.answer)))
+    if jobs:
+        for (i, _, token), res in zip(jobs, sandbox.run_many([src for _, src, _ in jobs])):
+            out[i] = verifier.passed(res, token)
+    return out
 
 
 def ppm_select(ends: list, scores: list[float], select: Select) -> str | None:
@@ -158,9 +202,8 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
     problems = greedy_set[:sample_problems] if sample_problems is not None else greedy_set
     per_problem: dict[str, list[bool]] = {}
 
-    def acc(name, answers):
-        per_problem[name] = [bool(verifier.check(a, p.answer))
-                             for a, p in zip(answers, problems)]
+    def acc(name, picks):
+        per_problem[name] = grade_picks(problems, picks, verifier, fmt, sb)
         return sum(per_problem[name]) / max(1, len(problems))
 
     t0 = time.perf_counter()
@@ -183,8 +226,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
             samples = sample_trajectories(policy, problems, n, fmt, sb, domain, max_depth, seed,
                                           desc=bar(f"{n} samples"))
             lap("samples")
-            out["maj_acc"] = acc("maj", [majority([e.answer if e else None for e in ends])
-                                         for ends in samples])
+            out["maj_acc"] = acc("maj", [majority_pick(ends) for ends in samples])
             if scorer is not None:
                 best, verdicts, answered = [], [], []
                 for p, ends in zip(problems, samples):
@@ -192,7 +234,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                             if e is not None]
                     vals = iter(scorer.score(reqs) if reqs else [])
                     scores = [next(vals) if e is not None else -1.0 for e in ends]
-                    best.append(ppm_select(ends, scores, "ppm_best"))
+                    best.append(ppm_pick(ends, scores, "ppm_best"))
                     keep = [i for i, e in enumerate(ends)
                             if e is not None and e.answer is not None]
                     # The samples ran with the gold answer: their terminals are graded already.
@@ -210,7 +252,7 @@ def evaluate(problems, fmt, sandbox_cfg, policy, scorer=None, n: int = 8, candid
                 # robust than its single best pick (reported side by side).
                 for rule in SELECT_RULES:
                     out[f"search_acc_{rule}"] = acc(f"search_{rule}",
-                                                    [ppm_select(e, sc, rule) for e, sc in found])
+                                                    [ppm_pick(e, sc, rule) for e, sc in found])
                 out["search_acc"] = out[f"search_acc_{select}"]
                 per_problem["search"] = per_problem[f"search_{select}"]
                 out["select"] = select

@@ -275,7 +275,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     _check_schedule(cfg.schedule[:n_rounds])
     init_ray(min_cpus=max(_round_cpus(cfg, s) for s in cfg.schedule[:n_rounds]))
     base = cfg.base_model or ensure_tiny_base(str(workdir), cfg.generate.format,
-                                              make_tiny_model)
+                                              make_tiny_model, cfg.domain)
     for r in range(1, n_rounds + 1):
         spec, rd = cfg.schedule[r - 1], round_dir(workdir, r)
         metrics_file = rd / "metrics.json"

@@ -198,11 +198,12 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     return metrics
 
 
-def ensure_tiny_base(workdir: str, fmt: StepFormat, factory) -> str:
-    """The embedded default's base model: built once per workdir, reused by every round."""
+def ensure_tiny_base(workdir: str, fmt: StepFormat, factory, domain: str = "arith") -> str:
+    """The embedded default's base model: built once per workdir (its tokenizer from
+    ``domain``'s texts), reused by every round."""
     base = Path(workdir) / "base"
     if not (base / "config.json").exists():
-        factory(base, fmt=fmt)
+        factory(base, fmt=fmt, domain=domain)
     return str(base)
 
 

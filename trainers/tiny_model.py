@@ -26,9 +26,7 @@ from tokenizers.trainers import BpeTrainer
 from transformers import GenerationConfig, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
-from rstar.domains.arith import generate
-from rstar.domains.teacher import ScriptedTeacher
-from tree.protocols import StepRequest
+from tree.protocols import Policy, StepRequest
 from tree.steps import StepFormat
 
 EOS = "<|endoftext|>"
@@ -122,22 +120,24 @@ def tiny_qwen2_config(vocab_size: int, eos_token_id: int = 0, pad_token_id: int 
 
 
 def training_texts(n: int, seed: int = 0, fmt: StepFormat = StepFormat(),
-                   error_fraction: float = 0.25) -> list[str]:
-    """``n`` rendered arith problems with full scripted-teacher solutions, an ``error_fraction`` of
-    them written with slips (wrong operands/operators, syntax errors) so the vocabulary also
-    covers what a sampling policy produces."""
+                   error_fraction: float = 0.25, domain: str = "arith") -> list[str]:
+    """``n`` rendered problems of a generated domain with full scripted-teacher solutions, an
+    ``error_fraction`` of them written with slips (wrong operands/operators, syntax errors) so
+    the vocabulary also covers what a sampling policy produces."""
+    from rstar.domains import load_domain
+
+    d = load_domain(domain)
     rng = random.Random(f"tiny-texts:{seed}")
-    clean = ScriptedTeacher(error_rate=0.0, fmt=fmt)
-    noisy = ScriptedTeacher(error_rate=0.3, fmt=fmt)
+    clean, noisy = d.teacher(0.0, fmt), d.teacher(0.3, fmt)
     texts = []
-    for i, p in enumerate(generate(n, seed)):
+    for i, p in enumerate(d.problems(n, seed)):
         teacher = noisy if rng.random() < error_fraction else clean
         steps = _solve(teacher, p.question, fmt, seed=seed * 100003 + i)
         texts.append(fmt.render(p.question, steps))
     return texts
 
 
-def _solve(teacher: ScriptedTeacher, question: str, fmt: StepFormat, seed: int) -> list[str]:
+def _solve(teacher: Policy, question: str, fmt: StepFormat, seed: int) -> list[str]:
     """Steps of one teacher solution, with the program's stdout appended to the code_end step.
     A step whose program fails ends the path there (it would be a dead node in the search)."""
     steps: list[str] = []
@@ -158,22 +158,26 @@ def _solve(teacher: ScriptedTeacher, question: str, fmt: StepFormat, seed: int) 
 
 def _run(program: str) -> str | None:
     """Stdout of a teacher program, or None if it fails. In-process ``exec`` is fine here: the
-    code is our own scripted teacher's integer arithmetic, never model output."""
+    code is a scripted teacher's (ours, or a domain plug-in's, which runs in-process anyway),
+    never model output."""
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf):
-            exec(compile(program, "<teacher>", "exec"), {"__builtins__": {"print": print}})
+            exec(compile(program, "<teacher>", "exec"), {"__name__": "__teacher__"})
     except Exception:
         return None
     return buf.getvalue()
 
 
 def make_tiny_model(out_dir: str | Path, seed: int = 0, n_texts: int = 2000, vocab_size: int = 512,
-                    fmt: StepFormat = StepFormat(), **config_overrides: Any) -> Path:
-    """Build tokenizer + randomly initialised Qwen2 into ``out_dir``; same seed, same bytes."""
+                    fmt: StepFormat = StepFormat(), domain: str = "arith",
+                    **config_overrides: Any) -> Path:
+    """Build tokenizer (trained on ``domain``'s teacher texts) + randomly initialised Qwen2 into
+    ``out_dir``; same seed, same bytes."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(training_texts(n_texts, seed, fmt), vocab_size=vocab_size, fmt=fmt)
+    tok = build_tokenizer(training_texts(n_texts, seed, fmt, domain=domain),
+                          vocab_size=vocab_size, fmt=fmt)
     eos = tok.convert_tokens_to_ids(EOS)
     config = tiny_qwen2_config(len(tok), eos_token_id=eos, pad_token_id=eos, **config_overrides)
     tok.model_max_length = config.max_position_embeddings  # so truncation agrees with the model

@@ -1,7 +1,7 @@
 """The code domain: a problem is a function to write (signature + docstring, as HumanEval); the
 steps build it as code-augmented reasoning, each step's program run in the sandbox; the final
-answer step names the function, and the path's program is verified by the problem's hidden unit
-tests (``harness``), which never appear in the prompt or in anything the model sees.
+answer step states its output on the docstring's example, and the path's program is verified by
+the problem's hidden unit tests (``harness``), which never appear in the prompt or in anything the model sees.
 
 A problem's ``answer`` (its gold) is JSON: ``{"test": "def check(candidate): ...",
 "entry_point": NAME, "prompt": CODE}``; the prompt's code (imports, helpers) runs before the
@@ -20,14 +20,15 @@ from . import harness
 
 @dataclass(frozen=True)
 class CodeVerifier:
-    """``ProgramVerifier``: the answer step states the function (``\\boxed{name}``); whether it
-    is right is decided only by running the hidden tests against the program."""
+    """``ProgramVerifier``: the answer step states what the function gives on the docstring's
+    example (``\\boxed{...}``: its behaviour, which votes group by); whether the function is
+    right is decided only by running the hidden tests against the program."""
 
     def extract(self, step: str) -> str | None:
         return extract_answer(step)
 
     def check(self, answer: str | None, gold: str) -> bool:
-        # A name says nothing about correctness: grading goes through test_program/passed.
+        # An example's output says little about correctness: grading goes through the tests.
         return False
 
     def test_program(self, program: str, gold: str) -> tuple[str, str]:
@@ -72,19 +73,36 @@ def load_code_problems(source: str) -> list:
 
 
 class CodeDomain:
-    """Function-writing problems verified by hidden unit tests."""
+    """Function-writing problems verified by hidden unit tests: generated ones (``tasks``, with
+    a scripted teacher) for the offline loop, HumanEval or JSONL files for real models."""
 
     name = "code"
     preload = ("typing",)   # HumanEval prompts import it; importing it per job costs ~10 ms
-    generated = False
+    generated = True
     verifier = CodeVerifier()
 
     def problems(self, n, seed, difficulties=(), prefix="code"):
-        raise ValueError("domain 'code' has no generator yet: give `data` (humaneval or a "
-                         "JSONL path)")
+        from .tasks import generate
+
+        return generate(n, seed, tuple(difficulties) or tuple(range(1, 9)), prefix=prefix or "code")
 
     def load(self, source: str) -> list:
         return load_code_problems(source)
 
+    def audit(self, question: str, solution: str) -> tuple[int, bool]:
+        """(the task's difficulty, whether a solution writes the teacher's statement for every
+        clause, in order). Stricter than being right: a program that differs only where the
+        task's other steps make no difference also passes every test (docs/results.md)."""
+        import re
+
+        from .tasks import parse_prompt
+        from .teacher import statement
+
+        _, var, clauses, _ = parse_prompt(question)
+        written = re.findall(rf"^\s+({re.escape(var)} = .*?)\s*$", solution, re.M)
+        return len(clauses), written == [statement(c, var) for c in clauses]
+
     def teacher(self, error_rate, fmt):
-        raise ValueError("domain 'code' has no scripted teacher yet")
+        from .teacher import CodeTeacher
+
+        return CodeTeacher(error_rate=error_rate, fmt=fmt)
