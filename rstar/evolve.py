@@ -264,8 +264,9 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
 
     workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
     workdir.mkdir(parents=True, exist_ok=True)
-    from rstar.domains import with_preload
+    from rstar.domains import load_domain, with_preload
 
+    load_domain(cfg.domain)   # an unknown domain fails here, naming the known ones
     cfg = dataclasses.replace(cfg, engine=resolve(cfg.engine), ppm_engine=resolve(cfg.ppm_engine),
                               generate=dataclasses.replace(cfg.generate, sandbox=with_preload(
                                   cfg.generate.sandbox, cfg.domain)))

@@ -173,6 +173,14 @@ def test_bad_problems_say_which(tmp_path):
         load_domain("code").load(str(bad))
     with pytest.raises(ValueError, match="no check"):
         harness.parse_gold(harness.make_gold("assert True", "f"), "p")
+    rows = [{"task_id": f"T/{i}", "prompt": "def f(x):\n", "entry_point": "f",
+             "test": "def check(candidate):\n    assert candidate(2) == 4\n",
+             "canonical_solution": body} for i, body in
+            enumerate(["    return 2 * x\n", "    return x + 1\n", "    return x * x\n"])]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"bad.jsonl: the tests of 1 problem\(s\) fail their "
+                                         r"own canonical_solution: T/1$"):
+        load_domain("code").load(str(bad))
 
 
 def test_samples_bad_lines_and_unknown_tasks(tmp_path, tiny):

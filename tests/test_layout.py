@@ -73,9 +73,14 @@ def test_every_shipped_config_loads():
 
     files = sorted((REPO / "configs").glob("*.yaml"))
     assert len(files) >= 3
+    from rstar.domains import load_domain
+
     for f in files:
         cfg = load_config(EvolveConfig, f)
         assert cfg.rounds <= len(cfg.schedule)
+        assert load_domain(cfg.domain).name == cfg.domain, f
+    coder = load_config(EvolveConfig, REPO / "configs" / "qwen2.5-coder-7b.yaml")
+    assert (coder.domain, coder.eval.data, coder.engine.kind) == ("code", "humaneval", "vllm")
     big = load_config(EvolveConfig, REPO / "configs" / "qwen2.5-math-7b.yaml")
     assert big.policy_train.train.lr == 7e-6 and big.engine.kind == "vllm"
     assert [s.rollouts for s in big.schedule] == [8, 16, 16, 16]

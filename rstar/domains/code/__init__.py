@@ -40,14 +40,48 @@ class CodeVerifier:
 
 def load_code_problems(source: str) -> list:
     """HumanEval by name, or a JSONL file of ``{task_id|id, prompt|question, test, entry_point}``
-    rows; a row without tests or entry point is an error naming the file and line."""
-    from rstar.data import DataError, Problem, load_benchmark
+    rows; a row without tests or entry point is an error naming the file and line, and so is a
+    problem whose shipped ``canonical_solution`` fails its own tests (``check_canonical``)."""
+    from rstar.data import load_benchmark
 
-    if not source.endswith(".jsonl"):
+    if source.endswith(".jsonl"):
+        probs = _read_jsonl(source)
+    else:
         probs = load_benchmark(source)
         for p in probs:
             harness.parse_gold(p.answer, f"{source}: {p.id}")
-        return probs
+    check_canonical(probs, source)
+    return probs
+
+
+_CHECKED: set = set()
+
+
+def check_canonical(problems: list, source: str = "problems") -> None:
+    """Run every shipped ``canonical_solution`` against its problem's tests in the sandbox
+    (once per process and problem set); ValueError naming each problem whose tests fail it."""
+    from rstar.config import SandboxConfig
+    from sandbox import Sandbox
+
+    todo = [p for p in problems if isinstance(p.meta.get("canonical_solution"), str)]
+    key = (source, tuple((p.id, p.answer, p.meta["canonical_solution"]) for p in todo))
+    if not todo or hash(key) in _CHECKED:
+        return
+    jobs = [harness.test_program(p.question + p.meta["canonical_solution"], p.answer)
+            for p in todo]
+    with Sandbox(isolation=SandboxConfig().isolation, workers=2,
+                 preload=(*SandboxConfig().preload, *CodeDomain.preload)) as sb:
+        outcomes = sb.run_many([src for src, _ in jobs])
+    bad = [p.id for p, (_, tok), res in zip(todo, jobs, outcomes) if not harness.passed(res, tok)]
+    if bad:
+        raise ValueError(f"{source}: the tests of {len(bad)} problem(s) fail their own "
+                         f"canonical_solution: {', '.join(bad[:10])}")
+    _CHECKED.add(hash(key))
+
+
+def _read_jsonl(source: str) -> list:
+    from rstar.data import DataError, Problem
+
     out = []
     with open(source, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):

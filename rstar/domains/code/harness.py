@@ -72,12 +72,16 @@ def _rstar_verify(setup, source, tests, entry, marker):
         # The tests see the prompt's own helpers (HumanEval's tests call some), defined here
         # before the candidate runs, and the entry point only as the guarded candidate.
         tns = {"__name__": "__tests__", "__builtins__": _dict(pristine)}
-        if setup:
-            _exec(_compile(setup, "<prompt>", "exec"), tns)
+        try:   # a prompt that is only a signature is no program by itself: then no setup
+            prompt = _compile(setup, "<prompt>", "exec") if setup else None
+        except SyntaxError:
+            prompt = None
+        if prompt is not None:
+            _exec(prompt, tns)
         cand = {"__name__": "__candidate__", "__builtins__": _dict(pristine)}
         try:
-            if setup:
-                _exec(_compile(setup, "<prompt>", "exec"), cand)
+            if prompt is not None:
+                _exec(prompt, cand)
             _exec(_compile(source, "<solution>", "exec"), cand)
         except BaseExc:
             raise Abort("the solution raised while being defined")
