@@ -93,6 +93,13 @@ Isolation levels (`isolation=`)
   and it then runs with the caller's uid, network and filesystem access. Use
   basic mode only for trusted or merely buggy code.
 
+Both levels: a seccomp filter refuses jobs new signal handlers (signal.signal raises OSError),
+so a job can neither dodge the soft timeout nor be handed the interrupted frame; and a job may
+raise the audit event "sandbox.lock_introspection" (one way), after which frames
+(sys._getframe answers "no frames here", traceback/generator frames and code objects),
+trace/profile hooks and /proc/*/mem are refused: the code domain's test harness does so before
+running a candidate, whose tests and verdict live in the harness's frames.
+
 Both levels: jobs see a fixed environment (no caller secrets), PYTHONHASHSEED=0
 (same output in every worker; this is why workers run as `python -s -P` with an
 explicit env instead of `-I`, which would ignore PYTHONHASHSEED), cwd and
