@@ -356,3 +356,28 @@ def test_basic_survives_a_job_that_kills_its_worker(basic_sb):
     assert not r.ok and r.error.startswith("SandboxError: worker died"), r
     assert_healthy(basic_sb)
 
+
+
+def test_jobs_cannot_install_signal_handlers(any_sb):
+    # The seccomp rule: a handler would dodge the soft timeout and be handed the interrupted
+    # frame. Sending and ignoring-by-default signals still work as before.
+    r = any_sb.run("import signal\ntry:\n    signal.signal(signal.SIGUSR1, lambda s, f: None)\n"
+                   "except OSError as e:\n    print('refused', e.errno)\n"
+                   "print(signal.getsignal(signal.SIGALRM) is not None)")
+    assert r.ok and r.stdout.split() == ["refused", "1", "True"], r
+    r = any_sb.run("import signal\ntry:\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                   "except OSError:\n    pass\nwhile True:\n    pass")
+    assert r.timed_out and r.duration_s < TIMEOUT + 1.0
+
+
+def test_the_introspection_lock_is_one_way_and_only_where_raised(sb):
+    probe = ("import sys\n"
+             "def frames():\n    try:\n        return sys._getframe(0).f_back is None\n"
+             "    except ValueError:\n        return 'no frames'\n"
+             "def trace():\n    try:\n        sys.settrace(None)\n        return 'ok'\n"
+             "    except PermissionError:\n        return 'refused'\n")
+    before = sb.run(probe + "print(frames(), trace())")
+    after = sb.run(probe + "sys.audit('sandbox.lock_introspection')\nprint(frames(), trace())")
+    assert before.stdout.split() == ["False", "ok"], before
+    assert after.stdout.split() == ["no", "frames", "refused"], after
+    assert sb.run(probe + "print(frames())").stdout.strip() == "False"   # the next job is free
