@@ -237,8 +237,8 @@ class PolicyTrainConfig:
     """Correct trajectories per problem kept for SFT (SPEC §4: 2)."""
     replay_ratio: float = 2.0
     """``rstar evolve`` with ``policy_init: previous``: SFT examples of earlier rounds mixed into
-    a round's SFT, sampled at random, up to this multiple of the round's own count (0: none):
-    fine-tuning on a small round alone forgets what earlier rounds taught."""
+    a round's SFT, sampled at random, up to this multiple of the round's own count (0: none;
+    -1: all of them, so each round trains on everything verified so far, as the paper's do)."""
     min_steps: int = 1000
     """Epochs are raised until the job makes about this many optimizer steps: the from-scratch
     tiny model learns the step format only after ~1,000-1,500 (docs/deviations.md). 0: epochs
@@ -309,7 +309,8 @@ class RoundSpec:
     """SFT epochs this round (0: ``policy_train.train.epochs``)."""
     sft_lr: float = 0.0
     """SFT peak learning rate this round (0: ``policy_train.train.lr``); rounds that continue
-    from the previous policy (``policy_init: previous``) fine-tune gentler than round 1."""
+    from the previous policy (``policy_init: previous``) fine-tune gentler than round 1. The
+    curriculum (``train.curriculum``) applies only to rounds that train the base model."""
     prefilter: float = 0.0
     """Frontier pool (rounds 2+): draw this multiple of ``problems`` as candidates, drop those
     the previous policy already solves greedily, search the first ``problems`` left (paper:
@@ -368,8 +369,9 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
     # Why these sizes, epochs and learning rates: docs/deviations.md and docs/results.md.
     # Round 1: the teacher's pool is 80% 1-4 and 20% 5-8 operations, so the policy learns to
     # cite every clause number; its PPM would be too weak to use, so none is trained. Rounds
-    # 2-4 search only the frontier (what the previous policy does not solve greedily).
-    frontier = dict(prefilter=2.0, rollouts=16, sft_epochs=3, sft_lr=3e-4)
+    # 2-4 search only the frontier (what the previous policy does not solve greedily) and
+    # continue SFT on everything verified so far (``replay_ratio: -1``; docs/results.md F2).
+    frontier = dict(prefilter=2.0, rollouts=16, sft_epochs=2, sft_lr=1e-3)
     return (
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4) * 4 + (5, 6, 7, 8), rollouts=8,
                   temperature=0.7, sft_epochs=6, train_ppm=False),
@@ -440,9 +442,10 @@ class EvolveConfig:
     rollouts, value mode, policy and PPM come from the schedule. ``mcts.grounded``: an arith
     answer must be what its program printed (docs/results.md, the lucky-hit audit)."""
     policy_train: PolicyTrainConfig = field(default_factory=lambda: PolicyTrainConfig(
-        min_steps=0, train=TrainConfig(curriculum=True)))
+        min_steps=0, replay_ratio=-1.0, train=TrainConfig(curriculum=True)))
     """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs; the
-    curriculum lets the from-scratch policy learn long problems, docs/results.md E3)."""
+    curriculum lets the from-scratch policy learn long problems, docs/results.md E3; every
+    round replays all earlier rounds' examples: round 1's policy is far from trained, A1/F2)."""
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     """PPM settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -188,9 +188,11 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
             t = time.perf_counter()
             init = base if cfg.policy_init == "base" or r == 1 else str(prev / "policy")
             pt = cfg.policy_train
+            # Shortest-first suits a model learning the format from scratch; on a trained one
+            # it costs (docs/results.md F1 vs F2).
             pt = dataclasses.replace(pt, train=dataclasses.replace(
                 pt.train, epochs=spec.sft_epochs or pt.train.epochs,
-                lr=spec.sft_lr or pt.train.lr))
+                lr=spec.sft_lr or pt.train.lr, curriculum=pt.train.curriculum and init == base))
             try:
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.policy_init == "previous" else [])

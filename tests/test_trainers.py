@@ -232,6 +232,12 @@ def test_replay_mixes_earlier_rounds_and_keeps_their_trees_apart(round_dir, tmp_
     assert 0 < m["replayed_examples"] <= own and m["examples"] == own + m["replayed_examples"]
     # min_steps raises the epochs of a small round: about 4 steps of 16 examples.
     assert m["epochs"] == max(1, round(4 * 16 / m["examples"]))
+    # -1: every earlier example (what rstar evolve's rounds do).
+    import dataclasses
+
+    m = train_policy(dataclasses.replace(cfg, replay_ratio=-1.0), round_dir,
+                     out_dir=str(tmp_path / "policy-all"), replay_dirs=[str(prev)])
+    assert m["replayed_examples"] == own and m["examples"] == 2 * own
 
 
 def test_epochs_of_is_one_run_per_seed_whatever_order_rows_arrive_in():

@@ -174,9 +174,9 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     if n == 0:
         raise NoTrainingData(f"{shard_dir}: no correct trajectory to train on")
     replayed = 0
-    if replay_dirs and cfg.replay_ratio > 0:
-        old = sample_at_most(sft_dataset(list(replay_dirs), cfg.top_k), cfg.replay_ratio * n,
-                             tc.seed)
+    if replay_dirs and cfg.replay_ratio != 0:
+        cap = cfg.replay_ratio * n if cfg.replay_ratio > 0 else 0   # sample_at_most's 0: all
+        old = sample_at_most(sft_dataset(list(replay_dirs), cfg.top_k), cap, tc.seed)
         replayed = old.count()
         examples = examples.union(old).materialize()
         n += replayed
