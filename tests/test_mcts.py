@@ -237,3 +237,32 @@ def test_grounded_answers_must_agree_with_what_the_program_printed(sandbox):
     # The printed value restated (and 36.0 is 36): correct either way.
     assert verdict("36.0", "36", "36", grounded=True) is True
     assert verdict("5", "5", "6", grounded=True) is False
+
+
+def test_code_terminals_are_judged_by_the_hidden_tests(sandbox):
+    """With a ``ProgramVerifier`` the answer step's content decides nothing: the path's program
+    runs against the tests, also when the answer states no value."""
+    from rstar.domains import load_domain
+    from rstar.domains.code.harness import make_gold
+
+    gold = make_gold("def check(candidate):\n    assert candidate(4) == 16\n", "f")
+
+    class Writes:
+        def __init__(self, body, answer):
+            self.body, self.answer = body, answer
+
+        def propose(self, requests):
+            return [[f"<code>\ndef f(x):\n    return {self.body}\nprint(f(3))\n<end_of_code>"
+                     if not r.steps else f"<answer>{self.answer}<end_of_answer>"] * r.n
+                    for r in requests]
+
+    def verdict(body, answer):
+        cfg = MCTSConfig(rollouts=1, candidates=1)
+        (s,) = run_batched([TreeSearch("p", "q", gold, load_domain("code").verifier, cfg)],
+                           Writes(body, answer), sandbox)
+        (end,) = s.tree.terminals()
+        return end.correct
+
+    assert verdict("x * x", "\\boxed{9}") is True
+    assert verdict("x * x", "done") is True           # no boxed value: still tested
+    assert verdict("x + 6", "\\boxed{9}") is False  # right on the example, wrong on the tests

@@ -179,6 +179,8 @@ class TreeSearch:
         judged = []
         for child in valid:
             answer = self.verifier.extract(child.text)
+            if answer is None and self._by_tests and self.fmt.answer_end in child.text:
+                answer = ""  # a finished program, its behaviour unstated: the tests still judge it
             if answer is not None or self.fmt.answer_end in child.text:
                 # Not exhausted yet: a later selection reaches it and backs up its reward.
                 self._mark_terminal(child, answer)
