@@ -33,7 +33,7 @@ def _rstar_verify(setup, source, tests, entry, marker):
     import builtins, sys, types
     sys.audit("sandbox.lock_introspection")
     BaseExc, Exc, SysExit, Module = BaseException, Exception, SystemExit, types.ModuleType
-    _type, _dict, _vars, _list, _callable, _len = type, dict, vars, list, callable, len
+    _type, _dict, _vars, _list, _callable = type, dict, vars, list, callable
     _compile, _exec, _missing = compile, exec, object()
     out, err = sys.stdout.write, sys.stderr.write   # bound: swapping sys.stdout hides nothing
     modules = sys.modules
