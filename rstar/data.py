@@ -311,11 +311,18 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
 
 def _load(path: Path, adapter: Adapter, id_prefix: str, skip_bad: bool,
           report: LoadReport | None, id_as_is: bool = False) -> list[Problem]:
+    return from_records(_records(path), str(path), adapter, id_prefix, skip_bad, report, id_as_is)
+
+
+def from_records(records, label: str, adapter: Adapter, id_prefix: str, skip_bad: bool,
+                 report: LoadReport | None, id_as_is: bool = False) -> list[Problem]:
+    """Problems from ``(where, position, row)`` triples (a file's lines, a Hub dataset's rows):
+    every row through ``adapter``, duplicate ids refused, bad rows raised or reported."""
     rep = report if report is not None else LoadReport()
-    rep.path, rep.loaded, rep.skipped = str(path), 0, []
+    rep.path, rep.loaded, rep.skipped = label, 0, []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
-    for where, position, obj in _records(path):
+    for where, position, obj in records:
         try:
             if isinstance(obj, DataError):
                 raise obj
@@ -378,9 +385,17 @@ def default_data_dir() -> Path:
 
 def load_benchmark(name: str, data_dir: str | os.PathLike[str] | None = None, *,
                    skip_bad: bool = False, report: LoadReport | None = None) -> list[Problem]:
-    """Load a registered benchmark as `Problem`s with ids `<name>/<native id>`."""
+    """Load a registered benchmark as `Problem`s with ids `<name>/<native id>`: the local copy
+    in ``data_dir`` (default: `default_data_dir`) when it has one, else, for the benchmarks
+    with a public Hub dataset (`rstar.hub.HUB`), that dataset through `datasets`."""
     if name not in BENCHMARKS:
         raise DataError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     spec = BENCHMARKS[name]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return _load(root / spec.file, spec.adapter, name, skip_bad, report)
+    local = root / spec.file
+    if not local.exists():
+        from rstar import hub
+
+        if name in hub.HUB:
+            return hub.load(name, skip_bad=skip_bad, report=report, local=local)
+    return _load(local, spec.adapter, name, skip_bad, report)

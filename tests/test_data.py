@@ -71,8 +71,9 @@ def test_unknown_benchmark_lists_known_names() -> None:
 def test_missing_file_names_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'nope.jsonl'}: file not found")):
         load_jsonl(tmp_path / "nope.jsonl")
-    with pytest.raises(DataError, match="gsm8k_test.jsonl: file not found"):
-        load_benchmark("gsm8k", tmp_path)
+    # A benchmark without a Hub source (rstar.hub.HUB); those with one: test_hub_fallback_*.
+    with pytest.raises(DataError, match="minerva_math_test.jsonl: file not found"):
+        load_benchmark("minerva", tmp_path)
 
 
 def test_skip_bad_skips_and_reports(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -260,3 +261,73 @@ def test_shipped_rows_load_through_the_benchmark_adapters() -> None:
 def test_a_benchmark_missing_from_the_data_dir_names_file_and_dir(tmp_path: Path) -> None:
     with pytest.raises((DataError, FileNotFoundError), match=r"math500_test\.jsonl"):
         load_benchmark("math500", tmp_path)
+
+
+# ------------------------------------------------------------ Hub datasets
+
+REPO_ROWS = Path(__file__).parent / "data"   # the repo's own rows in the local files' layout
+
+
+def _hub_file(tmp_path: Path, name: str, rows: list[dict], fmt: str) -> Any:
+    """``rows`` written as the Hub would serve them (Parquet or JSONL), read back through
+    ``datasets`` as a downloaded split is."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / f"{name}.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), f)
+    else:
+        _write(f, rows)
+    return datasets.load_dataset("parquet" if fmt == "parquet" else "json", data_files=str(f),
+                                 split="train", cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("name,fmt", [("math500", "parquet"), ("gsm8k", "jsonl"),
+                                      ("amc23", "parquet"), ("humaneval", "parquet")])
+def test_hub_layout_rows_map_to_the_same_problems(tmp_path: Path, name: str, fmt: str) -> None:
+    from rstar import hub
+
+    local = load_benchmark(name, REPO_ROWS)
+    rows = [json.loads(ln) for ln in (REPO_ROWS / BENCHMARKS[name].file).read_text().splitlines()
+            if ln.strip()]
+    # The Hub's own column layouts where they differ from the local copies.
+    if name == "math500":
+        rows = [{**r, "level": int(r["level"]) if str(r.get("level", "")).isdigit() else 1}
+                for r in rows]
+    if name == "amc23":
+        rows = [{"id": r["id"], "question": r["problem"], "answer": r["answer"], "url": r["url"]}
+                for r in rows]
+    got = hub.from_rows(name, _hub_file(tmp_path, name, rows, fmt))
+    assert [(p.id, p.question, p.answer) for p in got] == [
+        (p.id, p.question, p.answer) for p in local]
+
+
+def test_hub_rows_with_a_bad_field_are_named(tmp_path: Path) -> None:
+    from rstar import hub
+
+    rows = [{"question": "1+1?", "answer": "#### 2"}, {"question": "2+2?", "answer": "four"}]
+    with pytest.raises(DataError, match=r"openai/gsm8k \[test\] row 1: field 'answer': no '####'"):
+        hub.from_rows("gsm8k", _hub_file(tmp_path, "g", rows, "jsonl"))
+    report = LoadReport()
+    assert len(hub.from_rows("gsm8k", rows, skip_bad=True, report=report)) == 1
+    assert len(report.skipped) == 1
+
+
+def test_hub_fallback_names_the_missing_copy_and_the_dataset(tmp_path: Path) -> None:
+    """No local copy: load_benchmark goes to the Hub; offline (HF_HUB_OFFLINE, as this machine
+    must be) the error names both the local path looked at and the Hub dataset. The download
+    itself is not exercised here (no network)."""
+    import subprocess
+    import sys
+
+    code = ("from rstar.data import load_benchmark, DataError\n"
+            f"try:\n    load_benchmark('math500', {str(tmp_path)!r})\n"
+            "except DataError as e:\n    print(e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    assert f"no local copy at {tmp_path / 'math500_test.jsonl'}" in out, out
+    assert "cannot load HuggingFaceH4/MATH-500" in out, out
