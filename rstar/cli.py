@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from rstar.config import (SELECT_RULES, ConfigError, SandboxConfig, SearchRunConfig, field_docs,
                           load_config)
@@ -144,6 +145,19 @@ def _show_tree(args: argparse.Namespace) -> int:
     shard_dir = args.shards or f"{args.workdir}/shards"
     out = show_tree(shard_dir, args.problem, args.out or f"tree-{args.problem}.html")
     print(f"written: {out}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import shutil
+
+    src = Path(__file__).parent / "dashboards" / "rstar_grafana_dashboard.json"
+    out = Path(args.out)
+    if not out.is_dir():
+        print(f"rstar dashboard: {out} is not a directory (start Ray first, or pass --out)",
+              file=sys.stderr)
+        return 2
+    print(shutil.copy(src, out / src.name))
     return 0
 
 
@@ -298,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--problem", required=True, help="problem id")
     t.add_argument("--out", help="HTML file (default tree-<id>.html)")
     t.set_defaults(func=_show_tree)
+
+    d = sub.add_parser("dashboard", help="install the Grafana dashboard of the rstar_* metrics",
+                       description="Copy the rstar Grafana dashboard (JSON) beside Ray's own "
+                       "default dashboards, which Grafana started with Ray's grafana.ini "
+                       "provisions (README: Monitoring).")
+    d.add_argument("--out", default="/tmp/ray/session_latest/metrics/grafana/dashboards",
+                   help="dashboards folder (default: the latest local Ray session's)")
+    d.set_defaults(func=_dashboard)
 
     c = sub.add_parser("config", help="print every config field with its type, default and doc",
                        description="Print the documented configuration fields.")
