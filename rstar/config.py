@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from rstar.configio import ConfigError, field_docs, from_dict, load_config  # noqa: F401
+from rstar.tracking import TrackingConfig
 from tree.mcts import MCTSConfig
 from tree.steps import StepFormat
 
@@ -451,3 +452,5 @@ class EvolveConfig:
     """PPM settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """TensorBoard / W&B logging of training steps and round metrics (``rstar.tracking``)."""

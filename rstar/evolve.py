@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rstar.config import ConfigError, EngineConfig, EvolveConfig, RoundSpec
 from rstar.data import Problem
+from rstar.tracking import Tracker
 from rstar.pools import (audit_sft, difficulty_classes, frontier_pool, heldout_set,  # noqa: F401
                          round_dir, round_pool)
 
@@ -150,9 +151,7 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     """Run (or resume) the rounds; returns the summary (one dict per finished round)."""
     from actors.engines.factory import resolve
     from rstar.generate import init_ray
-    from trainers.common import NoTrainingData
-    from trainers.ppm import train_ppm
-    from trainers.sft import ensure_tiny_base, train_policy
+    from trainers.sft import ensure_tiny_base
     from trainers.tiny_model import make_tiny_model
 
     workdir = Path(workdir).resolve()  # Ray Train workers run elsewhere: no relative paths
@@ -170,6 +169,19 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
     init_ray(min_cpus=max(_round_cpus(cfg, s) for s in cfg.schedule[:n_rounds]))
     base = cfg.base_model or ensure_tiny_base(str(workdir), cfg.generate.format,
                                               make_tiny_model, cfg.domain)
+    tracker = Tracker(cfg.tracking, str(workdir), workdir.name, cfg)
+    try:
+        return _rounds(cfg, workdir, n_rounds, base, tracker, show_progress)
+    finally:
+        tracker.close()
+
+
+def _rounds(cfg: EvolveConfig, workdir: Path, n_rounds: int, base: str, tracker: Tracker,
+            show_progress: bool) -> list[dict]:
+    from trainers.common import NoTrainingData
+    from trainers.ppm import train_ppm
+    from trainers.sft import train_policy
+
     for r in range(1, n_rounds + 1):
         spec, rd = cfg.schedule[r - 1], round_dir(workdir, r)
         metrics_file = rd / "metrics.json"
@@ -197,7 +209,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.policy_init == "previous" else [])
                 train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd),
-                             replay_dirs=replay, show_progress=show_progress)
+                             replay_dirs=replay, show_progress=show_progress,
+                             on_step=tracker.step_logger(f"round-{r}/policy"))
             except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
                 _carry_over(init, rd / "policy", str(e))
             progress["sft_s"] = round(time.perf_counter() - t, 1)
@@ -210,7 +223,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.ppm_train.replay else [])
                 train_ppm(cfg.ppm_train, str(rd), replay_dirs=replay,
-                          show_progress=show_progress)
+                          show_progress=show_progress,
+                          on_step=tracker.step_logger(f"round-{r}/ppm"))
             except NoTrainingData as e:
                 if r == 1:
                     raise
@@ -232,7 +246,8 @@ def run_evolve(cfg: EvolveConfig, workdir: str | Path, show_progress: bool = Tru
              "wall_s": round(progress["generate"].get("generate_s", 0) + (timing["sft_s"] or 0)
                              + (timing["ppm_s"] or 0) + eval_s, 1)}
         _save(metrics_file, m)
-        write_summary(workdir, n_rounds, cfg)
+        rows = write_summary(workdir, n_rounds, cfg)
+        tracker.log({**m, "targets": rows[-1].get("targets", {})}, r, "round")
     return write_summary(workdir, n_rounds, cfg)
 
 

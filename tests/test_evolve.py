@@ -1,12 +1,16 @@
-"""`rstar evolve` end to end (the fast preset), resume, `rstar eval`, `rstar show-tree`, and the
-errors users get for bad input. Real Ray, real sandbox, real tiny model, real files."""
+"""`rstar evolve` end to end (the fast preset), resume, `rstar eval`, `rstar show-tree`, the
+errors users get for bad input, and experiment tracking (TensorBoard read back with its own
+reader, an offline W&B run from its run file). Real Ray, real sandbox, real tiny model, real
+files."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +32,14 @@ def rstar(*args, timeout=900):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    import yaml
+
     d = tmp_path_factory.mktemp("evolve")
-    p = rstar("evolve", "--workdir", d, "--config", REPO / "configs" / "fast.yaml", "--quiet")
+    # The fast preset with both trackers on (test_tracking reads them back).
+    cfg = yaml.safe_load((REPO / "configs" / "fast.yaml").read_text())
+    cfg["tracking"] = {"tensorboard": "tb", "wandb": {"project": "rstar-test", "mode": "offline"}}
+    (d / "fast-tracked.yaml").write_text(yaml.safe_dump(cfg))
+    p = rstar("evolve", "--workdir", d, "--config", d / "fast-tracked.yaml", "--quiet")
     assert p.returncode == 0, p.stderr[-3000:]
     return d
 
@@ -265,3 +275,145 @@ def test_math_pool_drops_what_the_previous_round_found_easy(tmp_path):
     spec = RoundSpec(problems=3)
     assert [p.id for p in round_pool(cfg, 1, spec, tmp_path)] == ["pool/1", "pool/2", "pool/3"]
     assert [p.id for p in round_pool(cfg, 2, spec, tmp_path)] == ["pool/2", "pool/3", "pool/5"]
+
+
+# ------------------------------------------------------------- experiment tracking
+def _tensorboard(logdir) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})   # 0: keep every event
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _wandb_history(run_file) -> list[dict]:
+    """The history rows of a ``run-*.wandb`` file: a 7-byte header, then LevelDB-log records
+    (crc32, length, type; split at 32 KiB blocks) holding protobuf ``Record``s."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, records, part = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:                       # a block's tail too short for a header: padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            break
+        part += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):                 # FULL or LAST: a whole record
+            records.append(part)
+            part = b""
+    rows = []
+    for raw in records:
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        if rec.WhichOneof("record_type") == "history":
+            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                         for i in rec.history.item})
+    return rows
+
+
+def test_tensorboard_has_every_training_step_and_round_metric(run):
+    tags = _tensorboard(run / "tb")
+    summary = json.loads((run / "summary.json").read_text())
+    for r in (1, 2):
+        for job, rate in (("policy", "tokens_per_s"), ("ppm", "texts_per_s")):
+            steps = json.loads((run / f"round-{r}" / job / "train_metrics.json").read_text())
+            if "carried_over_from" in steps:
+                continue
+            loss = tags[f"round-{r}/{job}/loss"]
+            # One point per optimizer step, 1..steps, each a finite positive loss.
+            assert [s for s, _ in loss] == list(range(1, steps["steps"] + 1)), (r, job)
+            assert all(v > 0 for _, v in loss)
+            assert all(v > 0 for _, v in tags[f"round-{r}/{job}/{rate}"])
+            lrs = [v for _, v in tags[f"round-{r}/{job}/lr"]]
+            assert lrs[-1] < max(lrs)      # the linear schedule decays
+    for key in ("policy_greedy_acc", "maj_acc", "search_acc", "ppm_pair_acc", "wall_s"):
+        assert [s for s, _ in tags[f"round/{key}"]] == [1, 2]
+        for (_, v), row in zip(tags[f"round/{key}"], summary):
+            assert v == pytest.approx(row[key], rel=1e-5), key
+    # Nested metrics flattened: per difficulty and the interval's ends.
+    d = next(iter(summary[-1]["policy_greedy_by_difficulty"]))
+    assert tags[f"round/policy_greedy_by_difficulty/{d}/acc"][-1][1] == pytest.approx(
+        summary[-1]["policy_greedy_by_difficulty"][d]["acc"])
+    lo, hi = summary[-1]["policy_greedy_ci"]
+    assert tags["round/policy_greedy_ci/0"][-1][1] == pytest.approx(lo)
+    assert tags["round/policy_greedy_ci/1"][-1][1] == pytest.approx(hi)
+
+
+def test_offline_wandb_run_holds_the_same_scalars(run):
+    (run_dir,) = (run / "wandb").glob("offline-run-*")
+    (run_file,) = run_dir.glob("run-*.wandb")
+    rows = _wandb_history(run_file)
+    summary = json.loads((run / "summary.json").read_text())
+    rounds = [row for row in rows if "round/step" in row]
+    assert [row["round/step"] for row in rounds] == [1, 2]
+    for row, want in zip(rounds, summary):
+        assert row["round/policy_greedy_acc"] == pytest.approx(want["policy_greedy_acc"])
+    steps = json.loads((run / "round-1" / "policy" / "train_metrics.json").read_text())["steps"]
+    sft = [row for row in rows if "round-1/policy/step" in row]
+    assert [row["round-1/policy/step"] for row in sft] == list(range(1, steps + 1))
+    assert all(row["round-1/policy/loss"] > 0 for row in sft)
+
+
+def test_tracking_off_writes_nothing_and_bad_keys_are_named(tmp_path):
+    from rstar.config import ConfigError, EvolveConfig, load_config
+    from rstar.tracking import Tracker, TrackingConfig
+
+    t = Tracker(TrackingConfig(), str(tmp_path), "off")
+    t.log({"a": 1.0}, 1, "round")
+    t.close()
+    assert not t.enabled and list(tmp_path.iterdir()) == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tracking: {wandb: {project: p, mode: sometimes}}\n")
+    with pytest.raises(ConfigError, match="tracking.wandb.mode"):
+        load_config(EvolveConfig, bad)
+
+
+# ------------------------------------------------------- shards in users' Arrow tools
+
+def _node_rows(trees) -> list[str]:
+    from tree.rows import to_rows
+
+    return sorted((json.dumps(r, sort_keys=True) for t in trees for r in to_rows(t)))
+
+
+def test_a_rounds_shards_open_in_pandas_ray_data_and_datasets(run, tmp_path):
+    """One round's ``shards/`` as users open it, each reader's rows rebuilt into the same trees
+    (``tree.rows.from_rows``) as the project's own reader gives."""
+    import datasets
+    import pandas as pd
+    import ray
+
+    from rstar import shards
+    from tree.rows import COLUMNS, from_rows
+
+    shard_dir = run / "round-1" / "shards"
+    want = _node_rows(shards.read_trees(shard_dir))
+    assert len(want) > 100
+    df = pd.read_parquet(shard_dir)
+    assert list(df.columns) == [*COLUMNS, *shards.EXTRA_COLUMNS]
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    assert _node_rows(from_rows(rows)) == want
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        assert _node_rows(from_rows(ray.data.read_parquet(str(shard_dir)).take_all())) == want
+    finally:
+        ray.shutdown()
+    hf = datasets.load_dataset("parquet", data_files=str(shard_dir / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert hf.num_rows == len(want)
+    assert _node_rows(from_rows(hf)) == want
+
+
+def test_the_shard_schema_is_documented_in_one_place():
+    from rstar import shards
+    from tree.rows import COLUMNS
+
+    doc = (REPO / "docs" / "shards.md").read_text()
+    documented = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|", doc, re.M))
+    assert documented == {**COLUMNS, **shards.EXTRA_COLUMNS}

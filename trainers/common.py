@@ -19,20 +19,22 @@ class NoTrainingData(ValueError):
 
 def run_job(train_fn: Callable[[dict], None], loop_config: dict, datasets: dict, *,
             num_workers: int, use_gpu: bool, storage_path: str, name: str,
-            cpus_per_worker: int = 1, show_progress: bool = False):
+            cpus_per_worker: int = 1, show_progress: bool = False, on_step=None):
     """Run ``train_fn`` as a ``TorchTrainer`` job (CPU workers here, GPU workers on a cluster).
 
     ``show_progress``: a bar on the driver's terminal follows the job's optimizer steps
-    (``trainers.progress``: why the workers' own lines do not reach it)."""
+    (``trainers.progress``: why the workers' own lines do not reach it); ``on_step(step,
+    scalars)``: called on the driver with rank 0's scalars of every optimizer step."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     watcher = None
-    if show_progress:
+    if show_progress or on_step is not None:
         from trainers.progress import Watcher
 
-        watcher = Watcher(name)
-        loop_config = {**loop_config, "progress": watcher.board}
+        watcher = Watcher(name, bar=show_progress, on_step=on_step)
+        loop_config = {**loop_config, "progress": watcher.board,
+                       "track_steps": on_step is not None}
     trainer = TorchTrainer(
         train_fn,
         train_loop_config=loop_config,
@@ -177,6 +179,11 @@ class Stepper:
         self.opt = torch.optim.AdamW(self.params, lr=tc["lr"], weight_decay=tc["weight_decay"])
         self.sched = linear_schedule(self.opt, self.total, int(self.total * tc["warmup_frac"]))
         self.micros = self.steps = 0
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the schedule has reached (that of the next step)."""
+        return float(self.sched.get_last_lr()[0])
 
     def micro(self, loss: torch.Tensor) -> bool:
         (loss / self.accum).backward()

@@ -191,7 +191,9 @@ def train_fn(config: dict) -> None:
             hits, seen = hits + h, seen + n
             if not stepper.micro(loss) or rank != 0:
                 continue
-            tell(config, step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
+            tell(config, {"loss": meter.last, "lr": stepper.lr,
+                          "texts_per_s": meter.rate(world)},
+                 step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
                  texts_s=f"{meter.rate(world):.0f}")
             if stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
@@ -215,12 +217,13 @@ def train_fn(config: dict) -> None:
 
 def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
               out_dir: str | None = None, replay_dirs: list[str] = (),
-              show_progress: bool = False) -> dict:
+              show_progress: bool = False, on_step=None) -> dict:
     """Pairs from ``WORKDIR/shards``, init from ``WORKDIR/policy`` → ``WORKDIR/ppm``.
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their training positions fills
     the set up to ``cfg.max_positions`` (their held-out problems join the held-out set).
-    ``show_progress``: a bar of the job's optimizer steps on the terminal."""
+    ``show_progress``: a bar of the job's optimizer steps on the terminal; ``on_step(step,
+    scalars)``: each step's loss, lr and texts/s, on the driver (``rstar.tracking``)."""
     from ray.data.expressions import col
 
     from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
@@ -263,7 +266,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 "heldout": heldout},
                      {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
-                     name="ppm", show_progress=show_progress)
+                     name="ppm", show_progress=show_progress, on_step=on_step)
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
     metrics.update(positions=n_train, replayed_positions=replayed, epochs=tc.epochs,

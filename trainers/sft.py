@@ -111,7 +111,9 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
             meter.add(int(mask.sum()), float(out.loss))
             if not stepper.micro(out.loss) or rank != 0:
                 continue
-            tell(config, step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
+            tell(config, {"loss": meter.last, "lr": stepper.lr,
+                          "tokens_per_s": meter.rate(world)},
+                 step=stepper.steps, total=stepper.total, loss=f"{meter.last:.3f}",
                  tok_s=f"{meter.rate(world):.0f}")
             if stepper.steps % tc["log_every"] == 0:
                 w = meter.window()
@@ -151,12 +153,13 @@ def train_fn(config: dict) -> None:
 
 def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
                  out_dir: str | None = None, replay_dirs: list[str] = (),
-                 show_progress: bool = False) -> dict:
+                 show_progress: bool = False, on_step=None) -> dict:
     """SFT on ``WORKDIR/shards`` → ``WORKDIR/policy`` (+ ``train_metrics.json``); returns metrics.
 
     ``replay_dirs``: earlier rounds' shards; a random sample of their SFT examples, up to
     ``cfg.replay_ratio`` times this round's count, is mixed in. ``show_progress``: a bar of the
-    job's optimizer steps on the terminal."""
+    job's optimizer steps on the terminal; ``on_step(step, scalars)``: each step's loss, lr and
+    tokens/s, on the driver (``rstar.tracking``)."""
     from trainers.common import (NoTrainingData, absolute, export_checkpoint, model_ref,
                                  n_distinct, resolve_format, run_job, sample_at_most,
                                  storage_path, with_min_steps)
@@ -185,7 +188,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
                                 "fmt": resolve_format(cfg.format, base)},
                      {"train": examples}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),
-                     name="policy-sft", show_progress=show_progress)
+                     name="policy-sft", show_progress=show_progress, on_step=on_step)
     export_checkpoint(result.checkpoint, out_dir)
     metrics = dict(result.metrics)
     metrics.update(examples=n, replayed_examples=replayed, base_model=base, epochs=tc.epochs,
