@@ -72,6 +72,34 @@ def context_len(model: str | Path, max_model_len: int) -> int:
     return min(max_model_len, limit) if limit else max_model_len
 
 
+def cpu_dtype(model: str | Path, dtype: str) -> str:
+    """The dtype to start vLLM with. vLLM's "auto" downcasts a float32 checkpoint to bfloat16 on
+    every x86 CPU (float16 for a pooling model) whether or not the CPU computes in it; without
+    native bf16 (AVX2 only) its matmuls fall back to a slow path: 3.3x fewer tokens/s for the
+    tiny policy (docs/performance.md). So on a CPU "auto" keeps a float32 checkpoint float32
+    unless the CPU has bf16 instructions; other dtypes and GPUs are left to vLLM."""
+    if dtype != "auto" or not on_cpu():
+        return dtype
+    cfg = _model_config(model)
+    stored = str(cfg.get("dtype") or cfg.get("torch_dtype") or "")
+    if stored != "float32":  # bf16/fp16 checkpoints, and hub ids (no local config.json)
+        return dtype
+    return "bfloat16" if native_bf16() else "float32"
+
+
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bfloat16 instructions (x86 AVX512-BF16 or AMX, Arm's BF16)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def bind_cores(spec: str, role: str) -> None:
     """On a CPU, the cores this process's next vLLM engine computes on
     (``VLLM_CPU_OMP_THREADS_BIND``, read when the engine's processes start). "auto": the first
@@ -141,7 +169,8 @@ class VLLMTextEngine:
                              enforce_eager)
         self.args = dict(model=str(model_path), tensor_parallel_size=tensor_parallel_size,
                          max_model_len=self.max_model_len, enable_prefix_caching=True,
-                         seed=seed, dtype=dtype, **{**kw, **llm_kwargs})
+                         seed=seed, dtype=cpu_dtype(model_path, dtype),
+                         **{**kw, **llm_kwargs})
         self.start()
 
     def start(self) -> None:
@@ -216,7 +245,8 @@ class VLLMScoreEngine:
         kw = platform_kwargs(max_model_len, gpu_memory_utilization, kv_cache_gb, enforce_eager)
         self.llm = vllm.LLM(model=str(model_path), runner="pooling",
                             tensor_parallel_size=tensor_parallel_size,
-                            max_model_len=max_model_len, dtype=dtype, **{**kw, **llm_kwargs})
+                            max_model_len=max_model_len, dtype=cpu_dtype(model_path, dtype),
+                            **{**kw, **llm_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 
