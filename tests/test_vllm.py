@@ -65,12 +65,15 @@ def test_vllm_engines_fail_clearly_without_vllm(policy_dir: Path) -> None:
 
 @needs_vllm
 def test_text_engine_seeds_per_request_with_whole_prefills(policy_dir: Path) -> None:
-    from actors.engines.vllm import VLLMTextEngine, on_cpu
+    from actors.engines.vllm import VLLMTextEngine, native_bf16, on_cpu
 
     eng = VLLMTextEngine(policy_dir, max_model_len=1024, max_tokens=24, temperature=1.0)
     try:
         if on_cpu():  # the setting that keeps seeded requests alive on CPU
             assert not eng.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill
+            # "auto" on a CPU: the float32 checkpoint is not downcast where bf16 is emulated.
+            want = torch.bfloat16 if native_bf16() else torch.float32
+            assert eng.llm.llm_engine.vllm_config.model_config.dtype == want
         long_steps = tuple(STEP1.replace("12", str(12 + k)) for k in range(12))
         reqs = [GenRequest(FMT.render(Q, []), 3, 1), GenRequest(FMT.render(Q, [STEP1]), 2, 2),
                 GenRequest("x" * 5000, 2, 3)]
@@ -88,6 +91,32 @@ def test_text_engine_seeds_per_request_with_whole_prefills(policy_dir: Path) -> 
         assert eng.generate(crowd[-1:], STOPS) == out[-1:]
     finally:
         eng.close()
+
+
+@needs_vllm
+def test_cpu_auto_dtype_keeps_float32_without_bf16_instructions(tmp_path: Path, monkeypatch) -> None:
+    from actors.engines import vllm as v
+
+    for name, flags in (("avx2", "fpu sse avx2 fma"), ("bf16", "avx2 avx512f avx512_bf16"),
+                        ("amx", "avx2 amx_tile amx_bf16")):
+        (tmp_path / name).write_text(f"processor\t: 0\nflags\t\t: {flags}\n\n")
+    assert not v.native_bf16(str(tmp_path / "avx2"))
+    assert v.native_bf16(str(tmp_path / "bf16")) and v.native_bf16(str(tmp_path / "amx"))
+    assert not v.native_bf16(str(tmp_path / "missing"))
+    ckpt = {}
+    for dtype in ("float32", "bfloat16"):
+        ckpt[dtype] = tmp_path / dtype
+        ckpt[dtype].mkdir()
+        (ckpt[dtype] / "config.json").write_text(json.dumps({"dtype": dtype}))
+    monkeypatch.setattr(v, "on_cpu", lambda: True)
+    for bf16, want in ((False, "float32"), (True, "bfloat16")):
+        monkeypatch.setattr(v, "native_bf16", lambda: bf16)
+        assert v.cpu_dtype(ckpt["float32"], "auto") == want
+        assert v.cpu_dtype(ckpt["bfloat16"], "auto") == "auto"   # stored bf16: vLLM's choice
+        assert v.cpu_dtype("Qwen/Qwen2.5-Math-1.5B", "auto") == "auto"  # no local config
+        assert v.cpu_dtype(ckpt["float32"], "float16") == "float16"  # asked for: kept
+    monkeypatch.setattr(v, "on_cpu", lambda: False)
+    assert v.cpu_dtype(ckpt["float32"], "auto") == "auto"  # GPUs: vLLM's own rule
 
 
 @needs_vllm
