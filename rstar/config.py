@@ -118,7 +118,8 @@ class EngineConfig:
     """A server whose engine has not started after this long ends the run (large models on a
     busy node can take minutes to load)."""
     dtype: str = "auto"
-    """Weights dtype: auto, float32, bfloat16, float16."""
+    """Weights dtype: auto, float32, bfloat16, float16. auto on a CPU keeps a float32 checkpoint
+    float32 unless the CPU has bf16 instructions (vLLM's own auto would emulate bf16)."""
     max_batch: int = 256
     """Most requests (policy) or texts (PPM) in one engine call."""
 
