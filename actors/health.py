@@ -39,18 +39,21 @@ class EngineProcesses:
     def __init__(self) -> None:
         import psutil
 
-        self.procs = [(p, p.name()) for p in psutil.Process().children(recursive=True)]
+        self.procs = [[p, p.name()] for p in psutil.Process().children(recursive=True)]
 
     def dead(self) -> str | None:
         import psutil
 
         gone = []
-        for p, name in self.procs:
+        for entry in self.procs:
+            p = entry[0]
             try:
                 if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
-                    gone.append(f"{name} (pid {p.pid})")
+                    gone.append(f"{entry[1]} (pid {p.pid})")
+                else:  # vLLM renames its processes after they start: keep the latest name
+                    entry[1] = p.name()
             except psutil.NoSuchProcess:
-                gone.append(f"{name} (pid {p.pid})")
+                gone.append(f"{entry[1]} (pid {p.pid})")
         return f"engine processes died: {', '.join(gone)}" if gone else None
 
 
