@@ -51,7 +51,8 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.prompts, args.n, args.tokens)))
+        print("RESULT " + json.dumps(run_one(*args.one, args.prompts, args.n, args.tokens)),
+              flush=True)
         return
 
     from actors.engines.vllm import cpu_dtype, native_bf16
@@ -69,7 +70,8 @@ def main() -> None:
                                   "--prompts", str(args.prompts), "--n", str(args.n),
                                   "--tokens", str(args.tokens)],
                                  capture_output=True, text=True, check=True)
-            res[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+            res[name] = json.loads(line[len("RESULT "):])
             print(f"{name:>22}: {res[name]}", flush=True)
     a, b = res.values()
     print(f"native bf16: {native_bf16()}; resolved / vLLM auto tokens/s: "
