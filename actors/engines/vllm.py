@@ -75,9 +75,9 @@ def context_len(model: str | Path, max_model_len: int) -> int:
 def cpu_dtype(model: str | Path, dtype: str) -> str:
     """The dtype to start vLLM with. vLLM's "auto" downcasts a float32 checkpoint to bfloat16 on
     every x86 CPU (float16 for a pooling model) whether or not the CPU computes in it; without
-    native bf16 (AVX2 only) its matmuls fall back to a slow path: 3.3x fewer tokens/s for the
-    tiny policy (docs/performance.md). So on a CPU "auto" keeps a float32 checkpoint float32
-    unless the CPU has bf16 instructions; other dtypes and GPUs are left to vLLM."""
+    native bf16 (AVX2 only) its matmuls fall back to a slow path (docs/performance.md). So on
+    a CPU "auto" keeps a float32 checkpoint float32 unless the CPU has bf16 instructions;
+    other dtypes and GPUs are left to vLLM."""
     if dtype != "auto" or not on_cpu():
         return dtype
     cfg = _model_config(model)
