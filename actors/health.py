@@ -4,6 +4,7 @@ own error instead of retrying problems against a dead engine."""
 from __future__ import annotations
 
 import os
+import time
 
 
 def describe_failure(e: BaseException, tail_bytes: int = 65536) -> str:
@@ -39,22 +40,53 @@ class EngineProcesses:
     def __init__(self) -> None:
         import psutil
 
-        self.procs = [[p, p.name()] for p in psutil.Process().children(recursive=True)]
+        self.procs = [[p, _name(p, "python")] for p in psutil.Process().children(recursive=True)]
+        self.first_gone: float | None = None
 
-    def dead(self) -> str | None:
+    def dead(self, settle_s: float = 1.0) -> str | None:
+        """Which processes died, once ``settle_s`` has passed since the first was seen dead: one
+        killed process takes its siblings down within a moment, and one releasing gigabytes of
+        cache is not yet reported dead while a smaller one already is."""
+        gone = self._gone()
+        if not gone:
+            return None
+        now = time.monotonic()
+        self.first_gone = self.first_gone or now
+        if now - self.first_gone < settle_s:
+            return None
+        return f"engine processes died: {', '.join(gone)}"
+
+    def _gone(self) -> list[str]:
         import psutil
 
         gone = []
         for entry in self.procs:
             p = entry[0]
             try:
-                if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
-                    gone.append(f"{entry[1]} (pid {p.pid})")
-                else:  # vLLM renames its processes after they start: keep the latest name
-                    entry[1] = p.name()
+                alive = p.is_running() and p.status() != psutil.STATUS_ZOMBIE
             except psutil.NoSuchProcess:
+                alive = False
+            # vLLM renames its processes after they start (``VLLM::EngineCore``): keep the most
+            # telling name seen, since a reaped process has none and an unreaped one only the
+            # kernel's 15 characters of it.
+            entry[1] = _name(p, entry[1])
+            if not alive:
                 gone.append(f"{entry[1]} (pid {p.pid})")
-        return f"engine processes died: {', '.join(gone)}" if gone else None
+        return gone
+
+
+def _name(p, known: str) -> str:
+    """``p``'s title, or ``known`` if ``p`` has none now or only a generic or truncated one."""
+    import psutil
+
+    try:
+        name = p.name()
+    except psutil.Error:   # gone, or not ours to read
+        return known
+    generic = name.startswith("python") or not name
+    if generic or (len(name) == 15 and known.startswith(name)):
+        return known
+    return name
 
 
 class EngineFailure(RuntimeError):
