@@ -38,6 +38,10 @@ class RoundSpec:
     """Frontier pool (rounds 2+): draw this multiple of ``problems`` as candidates, drop those
     the previous policy already solves greedily, search the first ``problems`` left (paper:
     easy problems are dropped). 0: search the drawn pool as is."""
+    prefilter_max: float = 0.0
+    """While fewer than ``problems`` are left, extend the draw up to this multiple (0: one draw
+    of ``prefilter``): a stronger policy solves more of a fixed draw, which left late rounds
+    searching half of what they asked for."""
     train_ppm: bool = True
     """Train a PPM this round (False: the round's PPM is the previous one, or none in round 1,
     whose evaluation then skips best-of-N and the search)."""
@@ -94,7 +98,7 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
     # cite every clause number; its PPM would be too weak to use, so none is trained. Rounds
     # 2-4 search only the frontier (what the previous policy does not solve greedily) and
     # continue SFT on everything verified so far (``replay_ratio: -1``; docs/results.md F2).
-    frontier = dict(prefilter=2.0, rollouts=16, sft_epochs=2, sft_lr=1e-3)
+    frontier = dict(prefilter=2.0, prefilter_max=6.0, rollouts=16, sft_epochs=2, sft_lr=1e-3)
     return (
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4) * 4 + (5, 6, 7, 8), rollouts=8,
                   temperature=0.7, sft_epochs=6, train_ppm=False),

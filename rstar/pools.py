@@ -93,21 +93,42 @@ def audit_sft(shard_dir: Path, domain_name: str) -> dict:
 def frontier_pool(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
                   show_progress: bool) -> tuple[list[Problem], dict]:
     """Round r's pool without what the previous policy already solves greedily
-    (``RoundSpec.prefilter``): ``prefilter`` × ``problems`` drawn, one greedy attempt each, the
-    first ``problems`` unsolved kept. Also returns how many were drawn and solved, by difficulty."""
+    (``RoundSpec.prefilter``): ``prefilter`` × ``problems`` drawn, one greedy attempt each; while
+    fewer than ``problems`` are left unsolved and under ``prefilter_max`` × ``problems`` drawn,
+    the draw is extended (same problems first: pools are prefix-stable), sized by the unsolved
+    share seen so far. The first ``problems`` unsolved are kept. Also returns how many were
+    drawn and solved, by difficulty, and in how many waves."""
     from actors.engines.base import close
     from actors.engines.factory import make_policy
     from rstar.evaluate import greedy_solve
 
-    drawn = round_pool(cfg, r, dataclasses.replace(
-        spec, problems=math.ceil(spec.problems * spec.prefilter)), workdir)
+    want = spec.problems
+    limit = math.ceil(want * max(spec.prefilter, spec.prefilter_max))
+    size = min(limit, math.ceil(want * spec.prefilter))
     engine = dataclasses.replace(cfg.engine, model=str(round_dir(workdir, r - 1) / "policy"),
                                  temperature=0.0)
     policy = make_policy(engine, cfg.generate.format)
+    drawn: list[Problem] = []
+    solved: list[bool] = []
+    waves = 0
     try:
-        solved = greedy_solve(policy, drawn, cfg.generate.format, cfg.generate.sandbox,
-                              cfg.domain, seed=cfg.seed * 100 + r,
-                              desc="prefilter (greedy)" if show_progress else None)
+        while True:
+            new = round_pool(cfg, r, dataclasses.replace(spec, problems=size), workdir)
+            new = new[len(drawn):]
+            if not new:   # a benchmark pool has no more problems
+                break
+            waves += 1
+            solved += greedy_solve(policy, new, cfg.generate.format, cfg.generate.sandbox,
+                                   cfg.domain, seed=cfg.seed * 100 + r,
+                                   desc=f"prefilter (greedy, wave {waves})"
+                                   if show_progress else None)
+            drawn += new
+            left = solved.count(False)
+            if left >= want or len(drawn) >= limit:
+                break
+            share = max(left / len(drawn), 1 / max(1, limit))
+            # 10% over the estimate, so a second wave rarely needs a third.
+            size = min(limit, len(drawn) + math.ceil(1.1 * (want - left) / share))
     finally:
         close(policy)
     by_d: dict[str, list[int]] = {}
@@ -116,6 +137,7 @@ def frontier_pool(cfg: EvolveConfig, workdir: Path, r: int, spec: RoundSpec,
         c[0] += ok
         c[1] += 1
     left = [p for p, ok in zip(drawn, solved) if not ok]
-    return left[: spec.problems], {
+    return left[:want], {
         "prefilter_drawn": len(drawn), "prefilter_solved": sum(solved),
+        "prefilter_waves": waves,
         "prefilter_solved_by_difficulty": {d: c[0] / c[1] for d, c in sorted(by_d.items())}}
