@@ -110,6 +110,11 @@ class EngineConfig:
     """vLLM on a CPU: the cores its model runs on (e.g. "0-3"). "auto": the first half of the
     node's cores for a policy engine, the second half for a PPM engine (vLLM would put both on
     the first core); "": vLLM's own choice."""
+    inproc: bool | None = None
+    """vLLM: run the engine core and its model in the calling process instead of two processes
+    of their own. None: in-process on a CPU with one worker (the separate engine core
+    busy-polls a core of its own, half of a 2-core node, and each start spawns two
+    interpreters), separate on GPUs (where that process overlaps scheduling with the model)."""
     stream: bool = False
     """vLLM in a Ray server: hand each request to vLLM's async engine as it comes (continuous
     batching) instead of merging concurrent ones into batch calls. Off: slower on a 2-core CPU

@@ -79,7 +79,7 @@ def _vllm_kwargs(cfg) -> dict:
     return {"tensor_parallel_size": cfg.tensor_parallel_size, "max_model_len": cfg.max_model_len,
             "gpu_memory_utilization": cfg.gpu_memory_utilization, "dtype": cfg.dtype,
             "kv_cache_gb": cfg.kv_cache_gb, "enforce_eager": cfg.enforce_eager,
-            "cpu_cores": cfg.cpu_cores}
+            "cpu_cores": cfg.cpu_cores, "inproc": cfg.inproc}
 
 
 def check_engine(cfg, where: str) -> None:

@@ -9,11 +9,12 @@ clearly) without it. What differs on a CPU is in ``platform_kwargs``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .base import Completion, GenRequest
 from .openai import cut_at_stop
@@ -117,6 +118,45 @@ def bind_cores(spec: str, role: str) -> None:
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = spec
 
 
+@contextlib.contextmanager
+def engine_process(inproc: bool | None, tensor_parallel_size: int = 1) -> Iterator[None]:
+    """Around constructing a ``vllm.LLM``: where its engine core runs. In-process (``inproc``;
+    None: on a CPU with one worker) sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` for the
+    construction. vLLM's separate engine core busy-polls a core between steps and each start
+    spawns two interpreters (``benchmarks/vllm_inproc.py``). In-process, vLLM also touches its
+    host process, so this puts back what it changes: the global RNGs it seeds, the
+    ``torch.set_num_threads`` its CPU worker disables process-wide, and its cache of
+    environment variables (a later engine must read its own settings)."""
+    if inproc is None:
+        inproc = on_cpu() and tensor_parallel_size == 1
+    if not inproc:
+        yield
+        return
+    import random
+
+    import numpy as np
+    import torch
+
+    key = "VLLM_ENABLE_V1_MULTIPROCESSING"
+    old_env, set_threads = os.environ.get(key), torch.set_num_threads
+    py_rng, np_rng = random.getstate(), np.random.get_state()
+    os.environ[key] = "0"
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_rng)
+        np.random.set_state(np_rng)
+        torch.set_num_threads = set_threads
+        if old_env is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old_env
+        from vllm import envs
+
+        getattr(envs, "disable_envs_cache", lambda: None)()
+
+
 def check_model(model: str, dtype: str = "auto", where: str = "engine") -> None:
     """Raise ValueError naming the field (``where.dtype``, ``where.model``) if vLLM on this
     machine cannot run ``model`` (a local checkpoint) at ``dtype``: before any actor starts,
@@ -159,9 +199,10 @@ class VLLMTextEngine:
                  temperature: float = 1.0, top_p: float = 1.0, max_tokens: int = 256,
                  seed: int = 0, dtype: str = "auto", kv_cache_gb: float = 1.0,
                  enforce_eager: bool | None = None, cpu_cores: str = "auto",
-                 **llm_kwargs: Any) -> None:
+                 inproc: bool | None = None, **llm_kwargs: Any) -> None:
         vllm = _import_vllm()
         bind_cores(cpu_cores, "policy")
+        self.inproc = inproc
         self._SamplingParams = vllm.SamplingParams
         self.max_model_len = context_len(model_path, max_model_len)
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
@@ -175,13 +216,14 @@ class VLLMTextEngine:
 
     def start(self) -> None:
         """Start the engine (``AsyncVLLMTextEngine`` starts vLLM's async engine instead)."""
-        self.llm = _import_vllm().LLM(**self.args)
+        with engine_process(self.inproc, self.args["tensor_parallel_size"]):
+            self.llm = _import_vllm().LLM(**self.args)
         self.tokenizer = self.llm.get_tokenizer()
 
     def close(self) -> None:
-        """Stop the engine's processes now (they would otherwise hold their memory until the
-        object is collected)."""
-        self.llm.llm_engine.engine_core.shutdown()
+        """Stop the engine (its processes, or in-process its model and KV cache) now rather
+        than when the object is collected."""
+        _shutdown(self)
 
     def request(self, r: GenRequest, stops: Sequence[str], **params: Any):
         """(prompt, SamplingParams) for one request; None if it has no room to generate."""
@@ -237,21 +279,22 @@ class VLLMScoreEngine:
                  gpu_memory_utilization: float = 0.9, max_model_len: int = 4096,
                  dtype: str = "auto", kv_cache_gb: float = 1.0,
                  enforce_eager: bool | None = None, cpu_cores: str = "auto",
-                 **llm_kwargs: Any) -> None:
+                 inproc: bool | None = None, **llm_kwargs: Any) -> None:
         vllm = _import_vllm()
         bind_cores(cpu_cores, "ppm")
         self._params = vllm.PoolingParams(use_activation=False)
         max_model_len = context_len(model_path, max_model_len)
         kw = platform_kwargs(max_model_len, gpu_memory_utilization, kv_cache_gb, enforce_eager)
-        self.llm = vllm.LLM(model=str(model_path), runner="pooling",
-                            tensor_parallel_size=tensor_parallel_size,
-                            max_model_len=max_model_len, dtype=cpu_dtype(model_path, dtype),
-                            **{**kw, **llm_kwargs})
+        with engine_process(inproc, tensor_parallel_size):
+            self.llm = vllm.LLM(model=str(model_path), runner="pooling",
+                                tensor_parallel_size=tensor_parallel_size,
+                                max_model_len=max_model_len, dtype=cpu_dtype(model_path, dtype),
+                                **{**kw, **llm_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 
     def close(self) -> None:
-        self.llm.llm_engine.engine_core.shutdown()
+        _shutdown(self)
 
     def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:
@@ -261,3 +304,16 @@ class VLLMScoreEngine:
         prompts = [{"prompt_token_ids": ids[-self.max_model_len:]} for ids in enc]
         results = self.llm.classify(prompts, pooling_params=self._params, use_tqdm=False)
         return [math.tanh(float(r.outputs.probs[0])) for r in results]
+
+
+def _shutdown(engine) -> None:
+    """Stop ``engine.llm``'s engine core; in-process, also release its model and KV cache now
+    (an evolve run starts a dozen engines in its driver, each with its own cache)."""
+    llm, engine.llm = getattr(engine, "llm", None), None
+    if llm is None:
+        return
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    import gc
+
+    gc.collect()
