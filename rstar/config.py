@@ -221,6 +221,10 @@ class TrainConfig:
     """LoRA scaling numerator."""
     dtype: str = "float32"
     """Training dtype of the weights (bfloat16 on GPUs)."""
+    autocast: Literal["auto", "bfloat16", "off"] = "auto"
+    """Mixed precision of the forward and backward passes, weights and optimizer staying in
+    ``dtype``. auto: bfloat16 on a CPU with bf16 instructions (AMX, AVX512-BF16: ~1.3x the
+    tokens/s of float32 for the tiny model), off elsewhere (GPUs: set ``dtype`` instead)."""
     cache_data: bool = True
     """Keep each worker's data shard in memory after the first epoch instead of streaming it
     from Ray Data every epoch (right for small rounds; off when a round exceeds a worker's RAM)."""
@@ -246,6 +250,10 @@ class PolicyTrainConfig:
     """``rstar evolve`` with ``policy_init: previous``: SFT examples of earlier rounds mixed into
     a round's SFT, sampled at random, up to this multiple of the round's own count (0: none;
     -1: all of them, so each round trains on everything verified so far, as the paper's do)."""
+    holdout_frac: float = 0.05
+    """Problems left out of SFT, by the hash that holds them out of the PPM (the same share as
+    ``PPMTrainConfig.holdout_frac``): the PPM starts from this policy, so its held-out pairs
+    must be unseen by both (0: none)."""
     min_steps: int = 1000
     """Epochs are raised until the job makes about this many optimizer steps: the from-scratch
     tiny model learns the step format only after ~1,000-1,500 (docs/deviations.md). 0: epochs
@@ -270,6 +278,12 @@ class PPMTrainConfig:
 
     init_model: str = ""
     """Checkpoint the PPM starts from; empty = the round's SFT policy (WORKDIR/policy)."""
+    score: Literal["likelihood", "head"] = "likelihood"
+    """How the PPM scores a partial solution. likelihood: tanh(beta * mean log-probability of
+    the tokens the policy wrote + bias) under a causal LM trained from the policy by the same
+    Bradley-Terry loss (``actors.engines.likelihood``); the tiny model orders its own samples
+    far better this way (docs/results.md, L2). head: the paper's scalar head at the last
+    token (``AutoModelForSequenceClassification``)."""
     per_side: int = 2
     """Positives and negatives per step position (SPEC §4: 2)."""
     max_positions: int = 2400

@@ -168,7 +168,8 @@ def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
                              train=TrainConfig(epochs=2, lora=True, lora_r=4))
     train_policy(pcfg, round_dir)
     assert not (round_dir / "policy" / "adapter_config.json").exists()  # merged at save
-    cfg = PPMTrainConfig(holdout_frac=0.2, min_steps=0, train=TrainConfig(epochs=2, lr=1e-3))
+    cfg = PPMTrainConfig(score="head", holdout_frac=0.2, min_steps=0,
+                         train=TrainConfig(epochs=2, lr=1e-3))
     m = train_ppm(cfg, round_dir)
     assert m["heldout_pairs"] > 0 and 0 <= m["pair_acc"] <= 1 and m["positions"] > 0
     saved = json.loads((round_dir / "ppm" / "train_metrics.json").read_text())
@@ -177,6 +178,60 @@ def test_lora_sft_then_ppm_checkpoint_reloads_and_scores_identically(round_dir):
     a, b = HFScoreEngine(round_dir / "ppm"), HFScoreEngine(round_dir / "ppm")
     assert a.score(texts) == b.score(texts)
     assert a.model.config.num_labels == 1 and a.model.config.pad_token_id is not None
+
+
+def test_likelihood_ppm_scores_what_its_lm_says_in_training_and_serving(round_dir, tmp_path):
+    """The likelihood PPM's checkpoint is its LM plus ppm.json; the trainer's score, the hf
+    engine's and an independent token-by-token computation agree."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from actors.engines.factory import make_scorer
+    from actors.engines.likelihood import LikelihoodScorer, read_meta
+    from rstar.config import EngineConfig
+    from trainers.ppm import LikelihoodPPM, raw_scores
+    from tree.protocols import ScoreRequest
+
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "shards").symlink_to(round_dir / "shards")
+    cfg = PPMTrainConfig(init_model=str(round_dir / "base"), holdout_frac=0.2, min_steps=0,
+                         train=TrainConfig(epochs=1, lr=1e-3))
+    m = train_ppm(cfg, d)
+    meta = read_meta(d / "ppm")
+    assert meta["score"] == "likelihood" and m["beta"] == meta["beta"] and m["heldout_pairs"] > 0
+    assert meta["beta"] != 1.0   # trained with the LM
+    scorer = make_scorer(EngineConfig(kind="hf", model=str(d / "ppm")), FMT)
+    assert isinstance(scorer, LikelihoodScorer)
+    q = "(1) Tom has 3 apples. (2) Tom buys 4 more apples. How many apples does Tom have now?"
+    steps = ["<code>\n# Step 1: (1) Tom has 3 apples.\napples = 3\n<end_of_step>",
+             "# Step 2: (2) Tom buys 4 more apples.\napples = apples + 4\n<end_of_step>",
+             "# Step 3: Print the final answer.\nprint(apples)\n<end_of_code>\n"
+             "<output>7<end_of_output>"]
+    reqs = [ScoreRequest(q, tuple(steps[:k])) for k in (1, 2, 3)]
+    served = scorer.score(reqs)
+    # Independently: each piece tokenised alone, one unpadded forward pass per text, the mean
+    # log-probability of the tokens the policy wrote (not the prompt, not the output block).
+    tok = AutoTokenizer.from_pretrained(d / "ppm")
+    lm = AutoModelForCausalLM.from_pretrained(d / "ppm").eval()
+    direct = []
+    for r in reqs:
+        ids, own = [], []
+        for text, mine in FMT.pieces(r.question, r.steps):
+            piece = tok(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            own += [mine] * len(piece)
+        with torch.no_grad():
+            lp = torch.log_softmax(lm(torch.tensor([ids])).logits[0].float(), -1)
+        vals = [lp[t - 1, ids[t]].item() for t in range(1, len(ids)) if own[t]]
+        assert "<output>7" not in tok.decode([i for i, o in zip(ids, own) if o])
+        direct.append(float(torch.tanh(torch.tensor(meta["beta"] * sum(vals) / len(vals)
+                                                    + meta["bias"]))))
+    assert served == pytest.approx(direct, abs=1e-5)
+    model = LikelihoodPPM(lm, meta["beta"], meta["bias"])
+    with torch.no_grad():
+        trained = torch.tanh(raw_scores(model, tok, [[(q, list(r.steps)) for r in reqs]], "cpu",
+                                        FMT)).tolist()
+    assert trained == pytest.approx(served, abs=1e-5)
 
 
 def test_ppm_replay_fills_a_small_round_and_min_steps_raises_epochs(round_dir, tmp_path):
@@ -224,6 +279,14 @@ def test_replay_mixes_earlier_rounds_and_keeps_their_trees_apart(round_dir, tmp_
     pq.write_table(table, prev / "part-0.parquet")
     own = sft_dataset(str(round_dir / "shards"), 2).count()
     assert own > 0 and sft_dataset([str(round_dir / "shards"), str(prev)], 2).count() == 2 * own
+    # SFT leaves out the problems the PPM holds out (its held-out pairs must be unseen by both).
+    from trainers.ppm import is_heldout
+
+    kept = sft_dataset(str(round_dir / "shards"), 2, 0.2).take_all()
+    assert kept and not any(is_heldout(r["problem_id"], 0.2) for r in kept)
+    assert {r["problem_id"] for r in kept} < {r["problem_id"] for r in sft_dataset(
+        str(round_dir / "shards"), 2).take_all()}
+    own = sft_dataset(str(round_dir / "shards"), 2, PolicyTrainConfig().holdout_frac).count()
 
     cfg = PolicyTrainConfig(base_model=str(round_dir / "base"), eval_problems=0, replay_ratio=0.5,
                             min_steps=4,

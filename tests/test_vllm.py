@@ -158,6 +158,33 @@ def test_score_engine_matches_hf(ppm_dir: Path) -> None:
     assert got == pytest.approx(want, abs=1e-4)
 
 
+@needs_vllm
+def test_likelihood_ppm_on_vllm_matches_hf(policy_dir: Path, tmp_path: Path) -> None:
+    """A likelihood PPM (an LM plus ppm.json) scored from vLLM's prompt log-probabilities."""
+    import shutil
+
+    from actors.engines.base import close
+    from actors.engines.factory import make_scorer
+    from actors.engines.likelihood import write_meta
+    from rstar.config import EngineConfig
+    from tree.protocols import ScoreRequest
+
+    ppm = tmp_path / "lik"
+    shutil.copytree(policy_dir, ppm)
+    write_meta(ppm, beta=0.1, bias=0.5)   # an untrained LM: mean log p is about -6
+    out = "<code>\n# Step 1: (1) Tom has 12 apples.\nprint(12)\n<end_of_code>\n<output>12<end_of_output>"
+    reqs = [ScoreRequest(Q, (STEP1,)), ScoreRequest(Q, (out,)), ScoreRequest(Q, (STEP1,) * 3)]
+    got = {}
+    for kind in ("vllm", "hf"):
+        scorer = make_scorer(EngineConfig(kind=kind, model=str(ppm), dtype="float32"), FMT)
+        try:
+            got[kind] = scorer.score(reqs)
+        finally:
+            close(scorer)
+    assert max(got["hf"]) - min(got["hf"]) > 1e-3
+    assert got["vllm"] == pytest.approx(got["hf"], abs=1e-4)
+
+
 def test_auto_engine_is_vllm_where_installed_else_hf(policy_dir: Path, monkeypatch) -> None:
     from actors.engines import factory
     from actors.engines.base import close
@@ -279,7 +306,9 @@ def test_an_engine_that_dies_mid_run_ends_it_loudly(ray_cluster, policy_dir, tmp
     t0 = time.monotonic()
     with pytest.raises(EngineFailure, match=r"policy-0 \(vllm: .*\)'s engine failed: engine "
                        r"processes died: .*VLLM::EngineCore \(pid \d+\)"):
-        run_generate(_vllm_cfg(policy_dir, problems=400), tmp_path, show_progress=False,
+        # The engine core in a process of its own (on a CPU it runs in the server's by default).
+        run_generate(_vllm_cfg(policy_dir, problems=400, inproc=False), tmp_path,
+                     show_progress=False,
                      on_started=lambda c: _kill_engine_core_when_busy(c, killed))
     assert killed, "the engine core was never killed"
     assert time.monotonic() - t0 < 300
@@ -288,6 +317,38 @@ def test_an_engine_that_dies_mid_run_ends_it_loudly(ray_cluster, policy_dir, tmp
     from rstar import shards
     done = shards.problem_ids(tmp_path / "shards")
     assert 0 < len(done) < 400
+
+
+@needs_vllm
+def test_an_in_process_engine_dies_with_its_server_which_is_replaced(ray_cluster, policy_dir,
+                                                                    tmp_path):
+    """On a CPU the engine runs inside its server (no engine processes to watch): a server
+    killed mid-run is restarted by Ray, its calls retried, and every problem is done once."""
+    import psutil
+    import ray
+
+    from rstar import shards
+    from rstar.generate import make_problems, run_generate
+
+    cfg = _vllm_cfg(policy_dir, problems=60)
+    killed: list = []
+
+    def kill_server(cluster) -> None:
+        def go():
+            while ray.get(cluster.queue.stats.remote())["done"] < 2:
+                time.sleep(0.1)
+            server = psutil.Process(ray.get(cluster.policies[0].pid.remote()))
+            killed.append((server.pid, [c.name() for c in server.children(recursive=True)]))
+            server.send_signal(signal.SIGKILL)
+
+        threading.Thread(target=go, daemon=True).start()
+
+    s = run_generate(cfg, tmp_path, show_progress=False, on_started=kill_server)
+    assert killed and not [n for n in killed[0][1] if "VLLM" in n], killed  # in-process
+    assert s["missing"] == 0 and not s["failed"], s
+    rows = shards.read_table(tmp_path / "shards", ["problem_id", "parent_id"]).to_pylist()
+    roots = [r["problem_id"] for r in rows if r["parent_id"] == -1]
+    assert sorted(roots) == sorted(p.id for p in make_problems(cfg))  # each exactly once
 
 
 @needs_vllm

@@ -19,6 +19,8 @@ from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from tree.extract import preference_pairs
 from tree.steps import StepFormat
 
@@ -48,10 +50,29 @@ def ppm_rows(tree, per_side: int = 2, holdout_frac: float = 0.05,
     """``map_trees`` body: one problem's tree → one row per step position."""
     held = is_heldout(tree.problem_id, holdout_frac)
     return [{"problem_id": tree.problem_id, "heldout": held, "kind": g["kind"],
+             "question": tree.question,
+             "pos_steps": [g["prefix"] + s for s in g["pos"]],
+             "neg_steps": [g["prefix"] + s for s in g["neg"]],
              "pos_texts": [fmt.scored_text(tree.question, g["prefix"] + s) for s in g["pos"]],
              "neg_texts": [fmt.scored_text(tree.question, g["prefix"] + s) for s in g["neg"]],
              "combos": g["combos"]}
             for g in pair_groups(tree, per_side)]
+
+
+class LikelihoodPPM(torch.nn.Module):
+    """The trainable likelihood PPM (``actors.engines.likelihood``): a causal LM plus the
+    score's scale and offset, which the Bradley-Terry loss trains with it."""
+
+    def __init__(self, lm, beta: float = 1.0, bias: float = 0.0) -> None:
+        super().__init__()
+        self.lm = lm
+        self.beta = torch.nn.Parameter(torch.tensor(float(beta)))
+        self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
+
+    def forward(self, seqs, pad_id: int, device) -> torch.Tensor:
+        from actors.engines.likelihood import mean_logprobs
+
+        return self.beta * mean_logprobs(self.lm, seqs, pad_id, device) + self.bias
 
 
 @lru_cache(maxsize=4)
@@ -91,7 +112,27 @@ def group_logits(model, tok, groups: list[list[str]], device):
     return shared_prefix_logits(model, ids, spans, tok.pad_token_id, device)
 
 
-def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float = 0.0) -> tuple:
+def raw_scores(model, tok, groups: list[list], device, fmt: StepFormat | None = None):
+    """The PPM's raw scores (before tanh) of every text of every group, flattened in order:
+    a group is a list of texts (scalar head) or, for a likelihood PPM, of (question, steps)."""
+    inner = getattr(model, "module", model)
+    if not isinstance(inner, LikelihoodPPM):
+        return group_logits(model, tok, groups, device)
+    from actors.engines.likelihood import encode_pieces
+
+    seqs = [encode_pieces(tok, (fmt or StepFormat()).pieces(q, steps), tok.model_max_length)
+            for g in groups for q, steps in g]
+    return model(seqs, tok.pad_token_id, device)
+
+
+def _members(g: dict, likelihood: bool) -> list:
+    if not likelihood:
+        return list(g["pos_texts"]) + list(g["neg_texts"])
+    return [(g["question"], list(s)) for s in list(g["pos_steps"]) + list(g["neg_steps"])]
+
+
+def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float = 0.0,
+                        fmt: StepFormat | None = None) -> tuple:
     """Mean Bradley-Terry loss over positions (each the mean over its combinations), plus how
     many combinations the model orders correctly and how many there are.
 
@@ -105,8 +146,8 @@ def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float 
     for g in groups:
         spans.append((k, len(g["pos_texts"])))
         k += len(g["pos_texts"]) + len(g["neg_texts"])
-    raw = group_logits(model, tok, [list(g["pos_texts"]) + list(g["neg_texts"]) for g in groups],
-                       device).float()
+    lik = isinstance(getattr(model, "module", model), LikelihoodPPM)
+    raw = raw_scores(model, tok, [_members(g, lik) for g in groups], device, fmt).float()
     r = torch.tanh(raw)
     losses, hits, n = [], 0, 0
     for g, (start, n_pos) in zip(groups, spans):
@@ -122,7 +163,8 @@ def group_loss_and_hits(model, tok, groups: list[dict], device, logit_l2: float 
     return loss, hits, n
 
 
-def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
+def heldout_accuracy(model, tok, groups: list[dict], device,
+                     fmt: StepFormat | None = None) -> dict:
     """Pairwise accuracy on held-out positions, overall and per pair kind: "step" (sibling steps)
     and "final" (whole trajectories), which differ a lot in how hard they are to judge."""
     import torch
@@ -136,7 +178,7 @@ def heldout_accuracy(model, tok, groups: list[dict], device) -> dict:
             mine = sorted((g for g in groups if g["kind"] == kind),
                           key=lambda g: sum(map(len, g["pos_texts"])))
             for i in range(0, len(mine), 16):
-                _, h, n = group_loss_and_hits(model, tok, mine[i:i + 16], device)
+                _, h, n = group_loss_and_hits(model, tok, mine[i:i + 16], device, fmt=fmt)
                 hits[kind] = hits.get(kind, 0) + h
                 seen[kind] = seen.get(kind, 0) + n
     n_all = sum(seen.values())
@@ -160,8 +202,8 @@ def train_fn(config: dict) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.common import (Meter, Stepper, epochs_of, report_checkpoint, set_threads,
-                                 unwrap)
+    from trainers.common import (Meter, Stepper, autocast, epochs_of, report_checkpoint,
+                                 set_threads, unwrap)
     from trainers.progress import tell
 
     tc = config["train"]
@@ -170,9 +212,16 @@ def train_fn(config: dict) -> None:
     world, rank = ctx.get_world_size(), ctx.get_world_rank()
     tok = _tokenizer(config["init_model"])
     torch.manual_seed(tc["seed"])  # the new scalar head is drawn from the global RNG
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config["init_model"], num_labels=1, dtype=getattr(torch, tc["dtype"]))
-    model.config.pad_token_id = tok.pad_token_id  # pool at the last real token
+    fmt = config["fmt"]
+    if config["score"] == "likelihood":
+        from transformers import AutoModelForCausalLM
+
+        model = LikelihoodPPM(AutoModelForCausalLM.from_pretrained(
+            config["init_model"], dtype=getattr(torch, tc["dtype"])))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            config["init_model"], num_labels=1, dtype=getattr(torch, tc["dtype"]))
+        model.config.pad_token_id = tok.pad_token_id  # pool at the last real token
     model = ray.train.torch.prepare_model(model, parallel_strategy=tc["strategy"]
                                           if world > 1 else None)
     device = ray.train.torch.get_device()
@@ -185,7 +234,9 @@ def train_fn(config: dict) -> None:
                                     sort_key=lambda g: sum(map(len, g["pos_texts"])),
                                     order_key=_position_key):
         for groups in batches:
-            loss, h, n = group_loss_and_hits(model, tok, groups, device, config["logit_l2"])
+            with autocast(tc, device):
+                loss, h, n = group_loss_and_hits(model, tok, groups, device,
+                                                 config["logit_l2"], fmt)
             meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
                       float(loss))
             hits, seen = hits + h, seen + n
@@ -205,10 +256,18 @@ def train_fn(config: dict) -> None:
                "train_texts_per_s": meter.rate(world)}
     model.eval()
     tell(config, step=stepper.steps, total=stepper.total, phase="held-out pairs")
-    metrics.update(heldout_accuracy(model, tok, config["heldout"], device))
+    metrics.update(heldout_accuracy(model, tok, config["heldout"], device, fmt))
 
     def save(d: str) -> None:
-        unwrap(model).save_pretrained(d, safe_serialization=True)
+        m = unwrap(model)
+        if isinstance(m, LikelihoodPPM):
+            from actors.engines.likelihood import write_meta
+
+            m.lm.save_pretrained(d, safe_serialization=True)
+            write_meta(d, float(m.beta), float(m.bias))
+            metrics.update(beta=float(m.beta), bias=float(m.bias))
+        else:
+            m.save_pretrained(d, safe_serialization=True)
         tok.save_pretrained(d)
         Path(d, "ppm_metrics.json").write_text(json.dumps(metrics, indent=2))
 
@@ -262,7 +321,7 @@ def train_ppm(cfg, workdir: str | Path, shard_dir: str | None = None,
     n_train = n_own + replayed
     tc = with_min_steps(tc, cfg.min_steps, n_train)
     result = run_job(train_fn, {"train": asdict(tc), "init_model": init, "n_train": n_train,
-                                "logit_l2": cfg.logit_l2,
+                                "logit_l2": cfg.logit_l2, "score": cfg.score, "fmt": fmt,
                                 "heldout": heldout},
                      {"train": train}, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                      cpus_per_worker=tc.cpus_per_worker, storage_path=storage_path(workdir),

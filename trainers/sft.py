@@ -18,8 +18,12 @@ from tree.extract import sft_examples
 from tree.steps import StepFormat
 
 
-def sft_rows(tree, top_k: int = 2) -> list[dict]:
-    """``map_trees`` body: one problem's SFT examples."""
+def sft_rows(tree, top_k: int = 2, holdout_frac: float = 0.0) -> list[dict]:
+    """``map_trees`` body: one problem's SFT examples (none if it is held out)."""
+    from trainers.ppm import is_heldout
+
+    if holdout_frac and is_heldout(tree.problem_id, holdout_frac):
+        return []
     return [{"problem_id": e["problem_id"], "question": e["question"], "steps": list(e["steps"])}
             for e in sft_examples(tree, top_k=top_k)]
 
@@ -35,29 +39,20 @@ def encode_example(tok, fmt: StepFormat, question: str, steps: list[str]) -> tup
     """(input_ids, labels) with -100 on everything the policy does not write itself."""
     ids: list[int] = []
     labels: list[int] = []
-
-    def add(text: str, learn: bool) -> None:
-        if text:
-            piece = tok(text, add_special_tokens=False)["input_ids"]
-            ids.extend(piece)
-            labels.extend(piece if learn else [-100] * len(piece))
-
-    add(fmt.prompt(question) + "\n", False)
-    for step in steps:
-        model_part, sep, tool_part = step.partition("\n" + fmt.output_start)
-        add(model_part, True)
-        add(sep + tool_part, False)  # the sandbox wrote this
-        add("\n", False)  # the renderer's separator: the policy stops at the delimiter
+    for text, learn in fmt.pieces(question, steps):
+        piece = tok(text, add_special_tokens=False)["input_ids"]
+        ids.extend(piece)
+        labels.extend(piece if learn else [-100] * len(piece))
     ids.append(tok.eos_token_id)
     labels.append(tok.eos_token_id)
     return ids, labels
 
 
-def sft_dataset(shard_dir: str, top_k: int):
+def sft_dataset(shard_dir: str, top_k: int, holdout_frac: float = 0.0):
     """Ray Dataset of SFT examples (problem_id, question, steps) from a round's shards."""
     from trainers.common import map_trees
 
-    return map_trees(shard_dir, sft_rows, {"top_k": top_k})
+    return map_trees(shard_dir, sft_rows, {"top_k": top_k, "holdout_frac": holdout_frac})
 
 
 def load_model(config: dict):
@@ -82,7 +77,7 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
              device="cpu") -> dict:
     """The training loop proper; ``shard`` is anything with Ray Data's ``iter_rows`` /
     ``iter_batches`` (the Ray Train job passes its dataset shard, the overhead benchmark a list)."""
-    from trainers.common import Meter, Stepper, epochs_of, pad_batch
+    from trainers.common import Meter, Stepper, autocast, epochs_of, pad_batch
     from trainers.progress import tell
 
     tc, fmt = config["train"], config["fmt"]
@@ -106,8 +101,9 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        labels=labels.to(device))
+            with autocast(tc, device):
+                out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            labels=labels.to(device))
             meter.add(int(mask.sum()), float(out.loss))
             if not stepper.micro(out.loss) or rank != 0:
                 continue
@@ -171,7 +167,7 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     base = model_ref(cfg.base_model) or ensure_tiny_base(workdir, cfg.format, make_tiny_model)
     # Tokenising happens in the train workers, which have transformers loaded already (a Ray
     # Data task would pay seconds to import it, per process).
-    examples = sft_dataset(shard_dir, cfg.top_k).materialize()
+    examples = sft_dataset(shard_dir, cfg.top_k, cfg.holdout_frac).materialize()
     tc = cfg.train
     n = examples.count()
     if n == 0:
@@ -179,7 +175,8 @@ def train_policy(cfg, workdir: str | Path, shard_dir: str | None = None,
     replayed = 0
     if replay_dirs and cfg.replay_ratio != 0:
         cap = cfg.replay_ratio * n if cfg.replay_ratio > 0 else 0   # sample_at_most's 0: all
-        old = sample_at_most(sft_dataset(list(replay_dirs), cfg.top_k), cap, tc.seed)
+        old = sample_at_most(sft_dataset(list(replay_dirs), cfg.top_k, cfg.holdout_frac), cap,
+                             tc.seed)
         replayed = old.count()
         examples = examples.union(old).materialize()
         n += replayed

@@ -73,6 +73,16 @@ class StepFormat:
         """The text a model continues (policy) or scores (PPM): prompt, then one step a line."""
         return self.prompt(question) + "\n" + "".join(s + "\n" for s in steps)
 
+    def pieces(self, question: str, steps: "list[str] | tuple[str, ...]") -> list[tuple[str, bool]]:
+        """``render`` in pieces, each marked whether the policy wrote it: the prompt, then per
+        step its own text, the sandbox's output block and the separating newline. SFT learns
+        only the policy's pieces; the likelihood PPM reads the policy's probability of them."""
+        out = [(self.prompt(question) + "\n", False)]
+        for step in steps:
+            model_part, sep, tool_part = step.partition("\n" + self.output_start)
+            out += [(model_part, True), (sep + tool_part, False), ("\n", False)]
+        return [(text, own) for text, own in out if text]
+
     def scored_text(self, question: str, steps: "list[str] | tuple[str, ...]") -> str:
         """What the PPM reads: ``render`` without the trailing newline, so the last token is the
         judged step's own last token (its delimiter), where the score is read."""

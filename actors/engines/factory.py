@@ -47,8 +47,25 @@ def make_policy(cfg, fmt: StepFormat, teacher_error_rate: float = 0.15,
 
 
 def make_scorer(cfg, fmt: StepFormat) -> Scorer:
-    """The PPM scorer an ``EngineConfig`` describes."""
+    """The PPM scorer an ``EngineConfig`` describes; a likelihood PPM (its checkpoint has a
+    ``ppm.json``: ``actors.engines.likelihood``) is read through its LM's log-probabilities."""
     cfg = resolve(cfg)
+    from .likelihood import read_meta
+
+    meta = read_meta(cfg.model) if cfg.model else {}
+    if meta.get("score") == "likelihood":
+        from .likelihood import HFLikelihoodEngine, LikelihoodScorer
+
+        if cfg.kind == "hf":
+            engine = HFLikelihoodEngine(cfg.model, device="cuda" if cfg.num_gpus > 0 else "cpu",
+                                        dtype=cfg.dtype, max_context=cfg.max_model_len)
+        elif cfg.kind == "vllm":
+            from .vllm import VLLMLikelihoodEngine
+
+            engine = VLLMLikelihoodEngine(cfg.model, **_vllm_kwargs(cfg))
+        else:
+            raise ValueError(f"PPM engine kind {cfg.kind!r} cannot score (use hf or vllm)")
+        return LikelihoodScorer(engine, meta, fmt)
     if cfg.kind == "hf":
         from .hf import HFScoreEngine
 

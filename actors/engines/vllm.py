@@ -306,6 +306,29 @@ class VLLMScoreEngine:
         return [math.tanh(float(r.outputs.probs[0])) for r in results]
 
 
+class VLLMLikelihoodEngine(VLLMTextEngine):
+    """A likelihood PPM (``actors.engines.likelihood``) on vLLM: the mean log-probability of
+    the policy's tokens from ``prompt_logprobs`` (one generated token, discarded)."""
+
+    def __init__(self, model_path: str | Path, **kw: Any) -> None:
+        super().__init__(model_path, temperature=0.0, max_tokens=1, **kw)
+
+    def mean_logprobs(self, texts) -> list[float]:
+        from .likelihood import encode_pieces
+
+        seqs = [encode_pieces(self.tokenizer, p, self.max_model_len - 1) for p in texts]
+        params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        results = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in seqs], params,
+                                    use_tqdm=False)
+        out = []
+        for (ids, mask), res in zip(seqs, results):
+            # prompt_logprobs[t]: {token id: Logprob} for the prompt's token t (None at t = 0).
+            lps = [res.prompt_logprobs[t][ids[t]].logprob for t in range(1, len(ids))
+                   if mask[t]]
+            out.append(sum(lps) / len(lps) if lps else 0.0)
+        return out
+
+
 def _shutdown(engine) -> None:
     """Stop ``engine.llm``'s engine core; in-process, also release its model and KV cache now
     (an evolve run starts a dozen engines in its driver, each with its own cache)."""
