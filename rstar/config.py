@@ -221,10 +221,6 @@ class TrainConfig:
     """LoRA scaling numerator."""
     dtype: str = "float32"
     """Training dtype of the weights (bfloat16 on GPUs)."""
-    autocast: Literal["auto", "bfloat16", "off"] = "auto"
-    """Mixed precision of the forward and backward passes, weights and optimizer staying in
-    ``dtype``. auto: bfloat16 on a CPU with bf16 instructions (AMX, AVX512-BF16: ~1.3x the
-    tokens/s of float32 for the tiny model), off elsewhere (GPUs: set ``dtype`` instead)."""
     cache_data: bool = True
     """Keep each worker's data shard in memory after the first epoch instead of streaming it
     from Ray Data every epoch (right for small rounds; off when a round exceeds a worker's RAM)."""

@@ -60,17 +60,6 @@ def set_threads(cpus: int) -> None:
         torch.set_num_threads(max(1, cpus))
 
 
-def autocast(tc: dict, device):
-    """The autocast context of ``TrainConfig.autocast`` on ``device``."""
-    mode = tc.get("autocast", "off")
-    on = mode == "bfloat16"
-    if mode == "auto" and torch.device(device).type == "cpu":
-        from actors.engines.vllm import native_bf16
-
-        on = native_bf16()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=on)
-
-
 def check_shards(files: list[str], shard_dir: str = "") -> None:
     """Fail early, naming the file, on a shard that is not a readable tree table (``files`` as
     ``rstar.shards.shard_files(shard_dir)`` lists them; local paths need no ``shard_dir``)."""

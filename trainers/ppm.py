@@ -202,8 +202,8 @@ def train_fn(config: dict) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from trainers.common import (Meter, Stepper, autocast, epochs_of, report_checkpoint,
-                                 set_threads, unwrap)
+    from trainers.common import (Meter, Stepper, epochs_of, report_checkpoint, set_threads,
+                                 unwrap)
     from trainers.progress import tell
 
     tc = config["train"]
@@ -234,9 +234,8 @@ def train_fn(config: dict) -> None:
                                     sort_key=lambda g: sum(map(len, g["pos_texts"])),
                                     order_key=_position_key):
         for groups in batches:
-            with autocast(tc, device):
-                loss, h, n = group_loss_and_hits(model, tok, groups, device,
-                                                 config["logit_l2"], fmt)
+            loss, h, n = group_loss_and_hits(model, tok, groups, device, config["logit_l2"],
+                                             fmt)
             meter.add(sum(len(g["pos_texts"]) + len(g["neg_texts"]) for g in groups),
                       float(loss))
             hits, seen = hits + h, seen + n

@@ -77,7 +77,7 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
              device="cpu") -> dict:
     """The training loop proper; ``shard`` is anything with Ray Data's ``iter_rows`` /
     ``iter_batches`` (the Ray Train job passes its dataset shard, the overhead benchmark a list)."""
-    from trainers.common import Meter, Stepper, autocast, epochs_of, pad_batch
+    from trainers.common import Meter, Stepper, epochs_of, pad_batch
     from trainers.progress import tell
 
     tc, fmt = config["train"], config["fmt"]
@@ -101,9 +101,8 @@ def sft_loop(model, tok, shard, config: dict, world: int = 1, rank: int = 0,
         for batch in batches:
             ids, mask, labels = pad_batch([r["ids"] for r in batch], tok.pad_token_id,
                                           [r["labels"] for r in batch])
-            with autocast(tc, device):
-                out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                            labels=labels.to(device))
+            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                        labels=labels.to(device))
             meter.add(int(mask.sum()), float(out.loss))
             if not stepper.micro(out.loss) or rank != 0:
                 continue
