@@ -69,10 +69,12 @@ class LikelihoodPPM(torch.nn.Module):
         self.beta = torch.nn.Parameter(torch.tensor(float(beta)))
         self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
 
-    def forward(self, seqs, pad_id: int, device) -> torch.Tensor:
-        from actors.engines.likelihood import mean_logprobs
+    def forward(self, seqs, spans, pad_id: int, device) -> torch.Tensor:
+        """Raw scores of ``seqs`` (ids, mask), each span of them sharing a prefix."""
+        from actors.engines.likelihood import shared_prefix_mean_logprobs
 
-        return self.beta * mean_logprobs(self.lm, seqs, pad_id, device) + self.bias
+        lp = shared_prefix_mean_logprobs(self.lm, seqs, spans, pad_id, device)
+        return self.beta * lp + self.bias
 
 
 @lru_cache(maxsize=4)
@@ -122,7 +124,11 @@ def raw_scores(model, tok, groups: list[list], device, fmt: StepFormat | None = 
 
     seqs = [encode_pieces(tok, (fmt or StepFormat()).pieces(q, steps), tok.model_max_length)
             for g in groups for q, steps in g]
-    return model(seqs, tok.pad_token_id, device)
+    spans, k = [], 0
+    for g in groups:   # a position's texts share the question and the steps before it
+        spans.append((k, len(g)))
+        k += len(g)
+    return model(seqs, spans, tok.pad_token_id, device)
 
 
 def _members(g: dict, likelihood: bool) -> list:

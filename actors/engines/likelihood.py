@@ -80,6 +80,68 @@ def mean_logprobs(model, seqs: Sequence[tuple[list[int], list[int]]], pad_id: in
     return total / at.sum(-1).clamp(min=1)
 
 
+def shared_prefix_mean_logprobs(model, seqs: Sequence[tuple[list[int], list[int]]],
+                                spans: Sequence[tuple[int, int]], pad_id: int,
+                                device) -> torch.Tensor:
+    """``mean_logprobs`` of every sequence, each group ``spans[k]`` = (start, length) running
+    its common token prefix once (siblings of a search's expansion, or a step position's
+    pairs in training, share the question and the steps so far: most of their tokens). The
+    prefix's key/value cache is copied to its group's sequences, which continue from it."""
+    from .hf import common_prefix
+
+    cut = [common_prefix([seqs[i][0] for i in range(s, s + n)]) for s, n in spans]
+    if min(cut) == 0:
+        return mean_logprobs(model, seqs, pad_id, device)
+    head, body = model.get_output_embeddings(), model.base_model
+
+    def token_lps(hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        lp = torch.log_softmax(head(hidden).float(), -1)
+        return lp.gather(-1, targets[:, None]).squeeze(-1)
+
+    # The prefixes, left-padded: a prefix's last position is the batch's last column.
+    width = max(cut)
+    pre = torch.full((len(spans), width), pad_id, dtype=torch.long)
+    pmask = torch.zeros_like(pre)
+    for g, ((s, _), c) in enumerate(zip(spans, cut)):
+        pre[g, width - c:] = torch.tensor(seqs[s][0][:c])
+        pmask[g, width - c:] = 1
+    out = body(input_ids=pre.to(device), attention_mask=pmask.to(device),
+               position_ids=(pmask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True)
+    # The prefix's own tokens (shared by its group): a token at column j is predicted at j - 1.
+    want = torch.zeros_like(pre, dtype=torch.bool)
+    for g, ((s, _), c) in enumerate(zip(spans, cut)):
+        want[g, width - c + 1:] = torch.tensor(seqs[s][1][1:c], dtype=torch.bool)
+    at = want[:, 1:].to(device)
+    lp = token_lps(out.last_hidden_state[:, :-1][at], pre[:, 1:].to(device)[at])
+    rows = torch.arange(len(spans), device=device)[:, None].expand_as(at)[at]
+    pre_sum = torch.zeros(len(spans), device=device).index_add(0, rows, lp)
+    pre_n = at.sum(-1)
+    # Each sequence's rest, right-padded after its group's cache; its first token is predicted
+    # by the prefix's last position.
+    owner = torch.tensor([g for g, (_, n) in enumerate(spans) for _ in range(n)])
+    rests = [(seqs[s + j][0][c:], seqs[s + j][1][c:]) for (s, n), c in zip(spans, cut)
+             for j in range(n)]
+    rw = max(len(r) for r, _ in rests)
+    rest = torch.tensor([r + [pad_id] * (rw - len(r)) for r, _ in rests])
+    rmask = torch.tensor([[1] * len(r) + [0] * (rw - len(r)) for r, _ in rests])
+    rwant = torch.tensor([m + [0] * (rw - len(m)) for _, m in rests], dtype=torch.bool)
+    cache = out.past_key_values
+    cache.batch_select_indices(owner.to(device))
+    start = torch.tensor(cut)[owner]
+    res = body(input_ids=rest.to(device),
+               attention_mask=torch.cat([pmask[owner], rmask], 1).to(device),
+               position_ids=(start[:, None] + torch.arange(rw)[None]).to(device),
+               past_key_values=cache, use_cache=True)
+    # Column i of the rest is predicted by the hidden state before it: the prefix's last for i
+    # = 0, the rest's column i - 1 after that.
+    hidden = torch.cat([out.last_hidden_state[owner.to(device), -1:], res.last_hidden_state[:, :-1]], 1)
+    rat = rwant.to(device)
+    lp = token_lps(hidden[rat], rest.to(device)[rat])
+    rows = torch.arange(len(rests), device=device)[:, None].expand_as(rat)[rat]
+    total = torch.zeros(len(rests), device=device).index_add(0, rows, lp) + pre_sum[owner]
+    return total / (rat.sum(-1) + pre_n[owner]).clamp(min=1)
+
+
 def score(mean_lp: float, meta: dict) -> float:
     """The PPM score of a mean log-probability under ``meta``'s scale and offset."""
     return math.tanh(meta["beta"] * mean_lp + meta["bias"])
@@ -103,14 +165,17 @@ class HFLikelihoodEngine:
 
     @torch.inference_mode()
     def mean_logprobs(self, texts: Sequence[Sequence[tuple[str, bool]]]) -> list[float]:
+        from .hf import prefix_groups
+
         seqs = [encode_pieces(self.tokenizer, p, self.max_context) for p in texts]
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))  # little padding
-        out = [0.0] * len(seqs)
-        for k in range(0, len(order), self.max_batch_seqs):
-            part = order[k:k + self.max_batch_seqs]
-            vals = mean_logprobs(self.model, [seqs[i] for i in part], self.pad_id, self.device)
-            for i, v in zip(part, vals.tolist()):
-                out[i] = v
+        out: list[float] = []
+        # A search scores an expansion's candidates together: their shared question and path
+        # run through the model once.
+        for k in range(0, len(seqs), self.max_batch_seqs):
+            part = seqs[k:k + self.max_batch_seqs]
+            spans = prefix_groups([ids for ids, _ in part])
+            out += shared_prefix_mean_logprobs(self.model, part, spans, self.pad_id,
+                                               self.device).tolist()
         return out
 
 
