@@ -86,10 +86,9 @@ class EvalConfig:
     """Candidates per expansion in the test-time search (paper: 32)."""
     rollouts: int = 32
     """Rollout budget of the test-time search (it stops once N trajectories are answered)."""
-    select: Select = "path_ppm"
+    select: Select = "ppm_best"
     """How the search's answer is picked, reported as ``search_acc`` (every rule is reported
-    too, on the same trees; ``rstar.evaluate.ppm_select``). path_ppm, not the paper's
-    ppm_best: the embedded 1M PPM is weak and its best pick trails votes (docs/deviations.md)."""
+    too, on the same trees; ``rstar.evaluate.ppm_select``); the paper's: the PPM's best."""
 
 
 def _default_schedule() -> tuple[RoundSpec, ...]:
@@ -102,9 +101,9 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
     return (
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4) * 4 + (5, 6, 7, 8), rollouts=8,
                   temperature=0.7, sft_epochs=6, train_ppm=False),
-        RoundSpec(problems=150, difficulties=(3, 4, 5, 6, 7, 8), **frontier),
+        RoundSpec(problems=120, difficulties=(3, 4, 5, 6, 7, 8), **frontier),
         RoundSpec(problems=100, difficulties=(4, 5, 6, 7, 8), value_mode="ppm", **frontier),
-        RoundSpec(problems=60, difficulties=(5, 6, 7, 8), value_mode="ppm", escalate=(32,),
+        RoundSpec(problems=80, difficulties=(5, 6, 7, 8), value_mode="ppm", escalate=(32,),
                   **frontier),
     )
 
@@ -173,8 +172,10 @@ class EvolveConfig:
     """Policy SFT settings (``min_steps`` 0: the schedule sets each round's epochs; the
     curriculum lets the from-scratch policy learn long problems, docs/results.md E3; every
     round replays all earlier rounds' examples: round 1's policy is far from trained, A1/F2)."""
-    ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
-    """PPM settings."""
+    ppm_train: PPMTrainConfig = field(default_factory=lambda: PPMTrainConfig(
+        min_steps=100, max_positions=1600))
+    """PPM settings (100 steps: the likelihood PPM starts from the policy's own likelihood,
+    which already orders most pairs; docs/results.md L2)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
