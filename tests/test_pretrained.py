@@ -148,7 +148,8 @@ def smol_ppm(round_dir, lora_policy):
     from rstar.config import PPMTrainConfig, TrainConfig
     from trainers.ppm import train_ppm
 
-    cfg = PPMTrainConfig(holdout_frac=0.2, min_steps=0, max_positions=8, format=CHAT,
+    cfg = PPMTrainConfig(score="head",  # what the pretrained configs (qwen2.5-*) train
+                         holdout_frac=0.2, min_steps=0, max_positions=8, format=CHAT,
                          train=TrainConfig(epochs=1, lr=1e-3, batch_size=4, micro_batch_size=4,
                                            max_length=512, lora=True, lora_r=8))
     m = train_ppm(cfg, round_dir)   # initialised from round_dir/policy: the merged SmolLM2
