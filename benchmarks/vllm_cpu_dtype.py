@@ -11,14 +11,13 @@ Usage: python benchmarks/vllm_cpu_dtype.py [--model DIR] [--prompts 64] [--n 4] 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _vllm_variants import report, run_variants  # noqa: E402 (beside this script)
 
 
 def run_one(model: str, dtype: str, prompts: int, n: int, tokens: int) -> dict:
@@ -51,28 +50,16 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_one(*args.one, args.prompts, args.n, args.tokens)),
-              flush=True)
+        report(run_one(*args.one, args.prompts, args.n, args.tokens))
         return
 
     from actors.engines.vllm import cpu_dtype, native_bf16
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if not model:
-            from trainers.tiny_model import make_tiny_model
-
-            model = str(make_tiny_model(Path(tmp) / "policy", seed=0))
+    def variants(model: str):
         ours = cpu_dtype(model, "auto")
-        res = {}
-        for name, dtype in (("vllm auto", "auto"), (f"resolved ({ours})", ours)):
-            out = subprocess.run([sys.executable, __file__, "--one", model, dtype,
-                                  "--prompts", str(args.prompts), "--n", str(args.n),
-                                  "--tokens", str(args.tokens)],
-                                 capture_output=True, text=True, check=True)
-            line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-            res[name] = json.loads(line[len("RESULT "):])
-            print(f"{name:>22}: {res[name]}", flush=True)
+        return (("vllm auto", "auto"), (f"resolved ({ours})", ours))
+
+    res = run_variants(__file__, args.model, variants, args)
     a, b = res.values()
     print(f"native bf16: {native_bf16()}; resolved / vLLM auto tokens/s: "
           f"{b['tok_s'] / a['tok_s']:.2f}")

@@ -12,14 +12,13 @@ Usage: python benchmarks/vllm_inproc.py [--model DIR] [--prompts 128] [--n 4] [-
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _vllm_variants import report, run_variants  # noqa: E402 (beside this script)
 
 
 def run_one(model: str, inproc: bool, prompts: int, n: int, tokens: int) -> dict:
@@ -52,24 +51,10 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "INPROC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        res = run_one(args.one[0], args.one[1] == "1", args.prompts, args.n, args.tokens)
-        print("RESULT " + json.dumps(res), flush=True)
+        report(run_one(args.one[0], args.one[1] == "1", args.prompts, args.n, args.tokens))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if not model:
-            from trainers.tiny_model import make_tiny_model
-
-            model = str(make_tiny_model(Path(tmp) / "policy", seed=0))
-        res = {}
-        for name, flag in (("separate processes", "0"), ("in-process", "1")):
-            out = subprocess.run([sys.executable, __file__, "--one", model, flag,
-                                  "--prompts", str(args.prompts), "--n", str(args.n),
-                                  "--tokens", str(args.tokens)],
-                                 capture_output=True, text=True, check=True)
-            line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-            res[name] = json.loads(line[len("RESULT "):])
-            print(f"{name:>18}: {res[name]}", flush=True)
+    res = run_variants(__file__, args.model, (("separate processes", "0"), ("in-process", "1")),
+                       args)
     a, b = res.values()
     print(f"in-process / separate: tokens/s {b['tok_s'] / a['tok_s']:.2f}, "
           f"start {b['start_s'] / a['start_s']:.2f}")
