@@ -180,7 +180,6 @@ def _rounds(cfg: EvolveConfig, workdir: Path, n_rounds: int, base: str, tracker:
             show_progress: bool) -> list[dict]:
     from trainers.common import NoTrainingData
     from trainers.ppm import train_ppm
-    from trainers.sft import train_policy
 
     for r in range(1, n_rounds + 1):
         spec, rd = cfg.schedule[r - 1], round_dir(workdir, r)
@@ -208,9 +207,12 @@ def _rounds(cfg: EvolveConfig, workdir: Path, n_rounds: int, base: str, tracker:
             try:
                 replay = ([str(round_dir(workdir, k) / "shards") for k in range(1, r)]
                           if cfg.policy_init == "previous" else [])
-                train_policy(dataclasses.replace(pt, base_model=init, eval_problems=0), str(rd),
-                             replay_dirs=replay, show_progress=show_progress,
-                             on_step=tracker.step_logger(f"round-{r}/policy"))
+                attempts = train_with_probe(
+                    cfg, r, spec, rd, dataclasses.replace(pt, base_model=init, eval_problems=0),
+                    replay, probe=init == base, show_progress=show_progress,
+                    on_step=tracker.step_logger(f"round-{r}/policy"))
+                if attempts:
+                    progress["sft_attempts"] = attempts
             except NoTrainingData as e:  # nothing solved: the round keeps the policy it had
                 _carry_over(init, rd / "policy", str(e))
             progress["sft_s"] = round(time.perf_counter() - t, 1)
@@ -237,6 +239,7 @@ def _rounds(cfg: EvolveConfig, workdir: Path, n_rounds: int, base: str, tracker:
         timing = {k: progress.get(k) for k in ("sft_s", "ppm_s")}
         eval_s = round(time.perf_counter() - t, 1)
         m = {"round": r, **progress["generate"], **evaluation, **timing, "eval_s": eval_s,
+             "sft_attempts": progress.get("sft_attempts"),
              "ppm_pair_acc": ppm_metrics.get("pair_acc"),
              "ppm_pair_acc_step": ppm_metrics.get("pair_acc_step"),
              "ppm_pair_acc_final": ppm_metrics.get("pair_acc_final"),
@@ -249,6 +252,62 @@ def _rounds(cfg: EvolveConfig, workdir: Path, n_rounds: int, base: str, tracker:
         rows = write_summary(workdir, n_rounds, cfg)
         tracker.log({**m, "targets": rows[-1].get("targets", {})}, r, "round")
     return write_summary(workdir, n_rounds, cfg)
+
+
+def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, replay: list[str],
+                     probe: bool, show_progress: bool, on_step) -> list[dict]:
+    """The round's SFT into ``rd/policy``; with ``spec.sft_probe`` (and ``probe``: the round
+    trains the base model) its greedy accuracy on a fresh draw like the round's pool is probed,
+    and a policy below the bar is trained again on another data order (``train.seed`` + k, in
+    ``rd/sft-try<k>``), the best probe's policy kept. Returns the attempts' seeds and probes."""
+    from rstar.domains import load_domain
+    from trainers.sft import train_policy
+
+    domain = load_domain(cfg.domain)
+    tries = spec.sft_attempts if probe and spec.sft_probe > 0 and domain.generated else 1
+    problems = (domain.problems(spec.sft_probe_problems, 7_000_000 + cfg.seed * 100 + r,
+                                spec.difficulties, prefix=f"probe{r}") if tries > 1 else [])
+    attempts: list[dict] = []
+    for k in range(tries):
+        seed = pt.train.seed + k
+        out = rd / "policy" if k == 0 else rd / f"sft-try{k + 1}" / "policy"
+        # Each attempt is its own Ray Train run (its own storage), never a resumed one.
+        train_policy(dataclasses.replace(pt, train=dataclasses.replace(pt.train, seed=seed)),
+                     str(rd if k == 0 else out.parent), shard_dir=str(rd / "shards"),
+                     out_dir=str(out), replay_dirs=replay, show_progress=show_progress,
+                     on_step=on_step)
+        if tries == 1:
+            break
+        acc = probe_greedy(cfg, str(out), problems)
+        attempts.append({"seed": seed, "probe": round(acc, 4), "dir": str(out)})
+        print(f"round {r}: SFT attempt {k + 1} (train seed {seed}): greedy {acc:.1%} on "
+              f"{len(problems)} probe problems (bar {spec.sft_probe:.0%})", flush=True)
+        if acc >= spec.sft_probe:
+            break
+    best = max(attempts, key=lambda a: a["probe"], default=None)
+    if best is not None and best["dir"] != str(rd / "policy"):
+        import shutil
+
+        (rd / "sft-try1").mkdir(exist_ok=True)
+        shutil.move(str(rd / "policy"), str(rd / "sft-try1" / "policy"))
+        shutil.move(best["dir"], str(rd / "policy"))
+        print(f"round {r}: keeping attempt {attempts.index(best) + 1}'s policy", flush=True)
+    return [{"seed": a["seed"], "probe": a["probe"], "kept": a is best} for a in attempts]
+
+
+def probe_greedy(cfg: EvolveConfig, model_dir: str, problems: list[Problem]) -> float:
+    """Greedy accuracy of a policy checkpoint on ``problems`` (the round's SFT probe)."""
+    from actors.engines.base import close
+    from actors.engines.factory import make_policy
+    from rstar.evaluate import _greedy, greedy_solve
+
+    policy = make_policy(_engine(cfg.engine, model_dir), cfg.generate.format)
+    try:
+        ok = greedy_solve(_greedy(policy), problems, cfg.generate.format, cfg.generate.sandbox,
+                          domain=cfg.domain)
+    finally:
+        close(policy)
+    return sum(ok) / max(1, len(ok))
 
 
 def _check_schedule(schedule: tuple[RoundSpec, ...]) -> None:

@@ -42,6 +42,16 @@ class RoundSpec:
     """While fewer than ``problems`` are left, extend the draw up to this multiple (0: one draw
     of ``prefilter``): a stronger policy solves more of a fixed draw, which left late rounds
     searching half of what they asked for."""
+    sft_probe: float = 0.0
+    """Rounds that train the base model, generated domains: the least greedy accuracy the new
+    policy must reach on ``sft_probe_problems`` fresh problems drawn like the round's pool; below
+    it, SFT reruns on another data order (up to ``sft_attempts`` runs, the best kept): whether
+    the from-scratch model learns to copy numbers within its epochs depends on the order
+    (docs/results.md R1). 0: no probe."""
+    sft_probe_problems: int = 100
+    """Problems in that probe (greedy decoding costs seconds)."""
+    sft_attempts: int = 1
+    """Most SFT runs the probe may ask for (each costs the round's SFT time again)."""
     train_ppm: bool = True
     """Train a PPM this round (False: the round's PPM is the previous one, or none in round 1,
     whose evaluation then skips best-of-N and the search)."""
@@ -100,7 +110,8 @@ def _default_schedule() -> tuple[RoundSpec, ...]:
     frontier = dict(prefilter=2.0, prefilter_max=6.0, rollouts=16, sft_epochs=2, sft_lr=1e-3)
     return (
         RoundSpec(problems=4000, difficulties=(1, 2, 3, 4) * 4 + (5, 6, 7, 8), rollouts=8,
-                  temperature=0.7, sft_epochs=6, train_ppm=False),
+                  temperature=0.7, sft_epochs=6, train_ppm=False, sft_probe=0.5,
+                  sft_attempts=2),
         RoundSpec(problems=120, difficulties=(3, 4, 5, 6, 7, 8), **frontier),
         RoundSpec(problems=100, difficulties=(4, 5, 6, 7, 8), value_mode="ppm", **frontier),
         RoundSpec(problems=80, difficulties=(5, 6, 7, 8), value_mode="ppm", escalate=(32,),

@@ -157,6 +157,40 @@ def test_resume_redoes_only_the_unfinished_step(run, tmp_path):
     assert len(json.loads((d / "summary.json").read_text())) == 2
 
 
+def test_a_policy_below_the_sft_probe_is_retrained_on_another_order_and_the_best_kept(
+        run, tmp_path):
+    import yaml
+
+    from rstar.configio import load_config
+    from rstar.domains import load_domain
+    from rstar.evolve import probe_greedy
+    from rstar.evolve_config import EvolveConfig
+
+    d = tmp_path / "copy"
+    shutil.copytree(run, d, ignore=shutil.ignore_patterns("round-2", "summary.*"))
+    rd = d / "round-1"
+    shutil.rmtree(rd / "policy")
+    (rd / "metrics.json").unlink()
+    cfg = yaml.safe_load((REPO / "configs" / "fast.yaml").read_text())
+    # A bar no policy reaches: both attempts run and the better probe is kept.
+    cfg["schedule"][0].update(sft_probe=1.01, sft_attempts=2, sft_probe_problems=8)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = rstar("evolve", "--workdir", d, "--config", tmp_path / "c.yaml", "--rounds", 1, "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    att = json.loads((rd / "metrics.json").read_text())["sft_attempts"]
+    assert [a["seed"] for a in att] == [0, 1] and sum(a["kept"] for a in att) == 1, att
+    kept = next(a for a in att if a["kept"])
+    assert kept["probe"] == max(a["probe"] for a in att)
+    other = rd / f"sft-try{2 - att.index(kept)}" / "policy"
+    assert (rd / "policy" / "model.safetensors").read_bytes() != \
+        (other / "model.safetensors").read_bytes()
+    # The recorded probe is what the kept policy scores, recomputed on the same draw.
+    c = load_config(EvolveConfig, tmp_path / "c.yaml")
+    probe = load_domain("arith").problems(8, 7_000_000 + 1, (1, 2), prefix="probe1")
+    assert round(probe_greedy(c, str(rd / "policy"), probe), 4) == kept["probe"]
+    assert "SFT attempt 2 (train seed 1)" in p.stdout
+
+
 def test_frontier_pool_searches_only_what_greedy_misses_and_a_round_can_skip_its_ppm(
         run, tmp_path):
     import yaml
