@@ -259,7 +259,7 @@ def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, r
     """The round's SFT into ``rd/policy``; with ``spec.sft_probe`` (and ``probe``: the round
     trains the base model) its greedy accuracy on a fresh draw like the round's pool is probed,
     and a policy below the bar is trained again on another data order (``train.seed`` + k, in
-    ``rd/sft-try<k>``), the best probe's policy kept. Returns the attempts' seeds and probes."""
+    ``rd/sft-try<k>``), the best probe's policy copied to ``rd/policy``. Returns the attempts' seeds and probes."""
     from rstar.domains import load_domain
     from trainers.sft import train_policy
 
@@ -270,10 +270,12 @@ def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, r
     attempts: list[dict] = []
     for k in range(tries):
         seed = pt.train.seed + k
-        out = rd / "policy" if k == 0 else rd / f"sft-try{k + 1}" / "policy"
-        # Each attempt is its own Ray Train run (its own storage), never a resumed one.
+        # With a probe every attempt lands in its own directory and the kept one is moved to
+        # rd/policy only at the end, so a run killed between attempts redoes them all on
+        # resume; each is its own Ray Train run (its own storage), never a resumed one.
+        out = rd / "policy" if tries == 1 else rd / f"sft-try{k + 1}" / "policy"
         train_policy(dataclasses.replace(pt, train=dataclasses.replace(pt.train, seed=seed)),
-                     str(rd if k == 0 else out.parent), shard_dir=str(rd / "shards"),
+                     str(rd if tries == 1 else out.parent), shard_dir=str(rd / "shards"),
                      out_dir=str(out), replay_dirs=replay, show_progress=show_progress,
                      on_step=on_step)
         if tries == 1:
@@ -285,12 +287,10 @@ def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, r
         if acc >= spec.sft_probe:
             break
     best = max(attempts, key=lambda a: a["probe"], default=None)
-    if best is not None and best["dir"] != str(rd / "policy"):
+    if best is not None:
         import shutil
 
-        (rd / "sft-try1").mkdir(exist_ok=True)
-        shutil.move(str(rd / "policy"), str(rd / "sft-try1" / "policy"))
-        shutil.move(best["dir"], str(rd / "policy"))
+        shutil.copytree(best["dir"], rd / "policy", dirs_exist_ok=True)
         print(f"round {r}: keeping attempt {attempts.index(best) + 1}'s policy", flush=True)
     return [{"seed": a["seed"], "probe": a["probe"], "kept": a is best} for a in attempts]
 

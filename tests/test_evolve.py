@@ -181,9 +181,9 @@ def test_a_policy_below_the_sft_probe_is_retrained_on_another_order_and_the_best
     assert [a["seed"] for a in att] == [0, 1] and sum(a["kept"] for a in att) == 1, att
     kept = next(a for a in att if a["kept"])
     assert kept["probe"] == max(a["probe"] for a in att)
-    other = rd / f"sft-try{2 - att.index(kept)}" / "policy"
-    assert (rd / "policy" / "model.safetensors").read_bytes() != \
-        (other / "model.safetensors").read_bytes()
+    weights = [(rd / f"sft-try{k}" / "policy" / "model.safetensors").read_bytes() for k in (1, 2)]
+    assert weights[0] != weights[1]
+    assert (rd / "policy" / "model.safetensors").read_bytes() == weights[att.index(kept)]
     # The recorded probe is what the kept policy scores, recomputed on the same draw.
     c = load_config(EvolveConfig, tmp_path / "c.yaml")
     probe = load_domain("arith").problems(8, 7_000_000 + 1, (1, 2), prefix="probe1")
