@@ -259,7 +259,8 @@ def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, r
     """The round's SFT into ``rd/policy``; with ``spec.sft_probe`` (and ``probe``: the round
     trains the base model) its greedy accuracy on a fresh draw like the round's pool is probed,
     and a policy below the bar is trained again on another data order (``train.seed`` + k, in
-    ``rd/sft-try<k>``), the best probe's policy copied to ``rd/policy``. Returns the attempts' seeds and probes."""
+    ``rd/sft-try<k>``), the best probe's policy copied to ``rd/policy``. Returns the attempts'
+    seeds and probes (none without a probe; ``sft_attempts: 1`` probes nothing)."""
     from rstar.domains import load_domain
     from trainers.sft import train_policy
 
@@ -270,7 +271,7 @@ def train_with_probe(cfg: EvolveConfig, r: int, spec: RoundSpec, rd: Path, pt, r
     attempts: list[dict] = []
     for k in range(tries):
         seed = pt.train.seed + k
-        # With a probe every attempt lands in its own directory and the kept one is moved to
+        # With a probe every attempt lands in its own directory and the kept one is copied to
         # rd/policy only at the end, so a run killed between attempts redoes them all on
         # resume; each is its own Ray Train run (its own storage), never a resumed one.
         out = rd / "policy" if tries == 1 else rd / f"sft-try{k + 1}" / "policy"
